@@ -1,0 +1,14 @@
+"""The Celery app. Queues (see orchestrator.queues.Queue): ``agents`` for I/O-bound agent calls on a
+threads pool, ``scheduler`` for the periodic reconciler; they never share a pool."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("orchestrator")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

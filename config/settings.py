@@ -1,0 +1,211 @@
+"""The one settings module, driven by environment variables.
+
+Two modes, chosen by whether ``DATABASE_URL`` is set:
+
+* laptop / CI (unset): embedded PostgreSQL + pgvector and Redis are started on demand (config.services),
+  ``DEBUG`` is on and a development secret key is used;
+* deployment (set): ``DJANGO_SECRET_KEY`` and ``DJANGO_ALLOWED_HOSTS`` are required, ``DEBUG`` is off unless
+  ``DJANGO_DEBUG=1`` says otherwise. Nothing unsafe survives into production by default.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config import services
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+EMBEDDED = not env("DATABASE_URL")
+DATABASE_URL = env("DATABASE_URL") or services.database_url()
+REDIS_URL = env("REDIS_URL") or services.redis_url()
+
+DEBUG = env_bool("DJANGO_DEBUG", EMBEDDED)
+SECRET_KEY = env("DJANGO_SECRET_KEY") or ("dev-only-insecure-key" if EMBEDDED else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DATABASE_URL is set (a deployment).")
+_hosts = env("DJANGO_ALLOWED_HOSTS") or ("localhost,127.0.0.1,[::1],testserver" if EMBEDDED else "")
+if not _hosts:
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DATABASE_URL is set (a deployment).")
+ALLOWED_HOSTS = [h.strip() for h in _hosts.split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o for o in (env("DJANGO_CSRF_TRUSTED_ORIGINS") or "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "agents",
+    "memory",
+    "approvals",
+    "orchestrator",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+if "host" in _db.get("OPTIONS", {}):  # a Unix-socket URL (the embedded server): ?host=/path
+    _db["HOST"] = _db["OPTIONS"].pop("host")
+# Django's native psycopg pool: a worker thread borrows a connection only while it talks to the database,
+# so hundreds of agent threads waiting on LLMs hold no connection (see orchestrator/tasks.py).
+_db.setdefault("OPTIONS", {})["pool"] = {
+    "min_size": 1,
+    "max_size": env_int("DB_POOL_MAX_SIZE", 10),
+    "timeout": env_int("DB_POOL_TIMEOUT", 30),
+}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".run" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- REST API -------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "common.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Agent Orchestrator API",
+    "DESCRIPTION": "Plans of agent steps run in parallel on Celery workers.",
+    "VERSION": "0.1.0",
+}
+
+# --- Celery ---------------------------------------------------------------------------------------------
+# Delivery is at-least-once (acks_late + reject_on_worker_lost); the database makes a second delivery a
+# no-op (a step is claimed with a conditional update on status + attempt).
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than the longest step, or Redis redelivers a healthy worker's message mid-step (a no-op claim,
+# but wasted work). Steps are capped by ORCH_STEP_TIMEOUT_MAX below.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
+CELERY_TASK_DEFAULT_QUEUE = "scheduler"
+CELERY_TASK_ROUTES = {
+    "orchestrator.run_step": {"queue": "agents"},
+    "orchestrator.plan_generate": {"queue": "agents"},
+    "orchestrator.reconcile": {"queue": "scheduler"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "orchestrator.reconcile": {
+        "task": "orchestrator.reconcile",
+        "schedule": timedelta(seconds=env_int("ORCH_RECONCILE_EVERY", 15)),
+    },
+}
+
+# --- Orchestrator ---------------------------------------------------------------------------------------
+ORCH_MAX_STEPS = env_int("ORCH_MAX_STEPS", 500)
+ORCH_STEP_MAX_ATTEMPTS = env_int("ORCH_STEP_MAX_ATTEMPTS", 3)
+ORCH_STEP_TIMEOUT_DEFAULT = env_int("ORCH_STEP_TIMEOUT_DEFAULT", 120)
+ORCH_STEP_TIMEOUT_MAX = env_int("ORCH_STEP_TIMEOUT_MAX", 3600)
+# A queued step whose message has not been picked up for this long is sent again (lost message).
+ORCH_REQUEUE_AFTER = env_int("ORCH_REQUEUE_AFTER", 60)
+# A running step whose lease (timeout + grace) has passed lost its worker: it is retried or failed.
+ORCH_LEASE_GRACE = env_int("ORCH_LEASE_GRACE", 30)
+ORCH_WORKFLOWS_DIR = Path(env("ORCH_WORKFLOWS_DIR") or BASE_DIR / "workflows")
+
+# --- Agents ---------------------------------------------------------------------------------------------
+# The agent registry: a YAML file (see agents.yaml); LLM_* choose the provider of `llm` agents.
+AGENTS_FILE = Path(env("AGENTS_FILE") or BASE_DIR / "agents.yaml")
+LLM_PROVIDER = env("LLM_PROVIDER") or ("openai" if env("LLM_BASE_URL") or env("OPENAI_API_KEY") else "offline")
+LLM_BASE_URL = env("LLM_BASE_URL") or "https://api.openai.com/v1"
+LLM_API_KEY = env("LLM_API_KEY") or env("OPENAI_API_KEY") or ""
+LLM_MODEL = env("LLM_MODEL") or "gpt-4o-mini"
+# The offline provider's simulated latency, so a demo shows parallel steps overlapping.
+OFFLINE_LATENCY_MS = env_int("OFFLINE_LATENCY_MS", 0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "common.logging.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL") or "WARNING"},
+    "loggers": {
+        "orchestrator": {"level": env("LOG_LEVEL") or "INFO", "propagate": True},
+        "agents": {"level": env("LOG_LEVEL") or "INFO", "propagate": True},
+    },
+}
+AGENT_RETRY_ATTEMPTS = env_int("AGENT_RETRY_ATTEMPTS", 3)

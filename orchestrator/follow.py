@@ -1,0 +1,119 @@
+"""Follow a plan in the terminal: a live table of its steps (or, without a terminal, one line per change),
+then a timeline that shows which steps ran side by side, and the result.
+
+It reads the plan's event record, the same source the live stream serves.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from orchestrator.models import Plan, Step
+from orchestrator.selectors import plan_events_after
+from orchestrator.states import PLAN_TERMINAL
+
+COLOURS = {"pending": "grey50", "queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
+           "cancelled": "magenta", "planning": "cyan", "completed": "green"}
+
+
+@dataclass
+class Span:
+    key: str
+    start: datetime
+    end: datetime
+
+
+def _seconds(plan: Plan, at: datetime | None) -> str:
+    return f"{(at - plan.created_at).total_seconds():6.2f}s" if at else "      -"
+
+
+def _table(plan: Plan, steps: list[Step]) -> Table:
+    table = Table(title=f"plan {plan.id}  [{COLOURS.get(plan.status, 'white')}]{plan.status}[/]", expand=False)
+    for column in ("step", "agent", "status", "try", "started", "finished"):
+        table.add_column(column)
+    for step in steps:
+        colour = COLOURS.get(step.status, "white")
+        table.add_row(step.key, step.agent, f"[{colour}]{step.status}[/]", str(step.attempt),
+                      _seconds(plan, step.started_at), _seconds(plan, step.finished_at))
+    return table
+
+
+def _steps(plan: Plan) -> list[Step]:
+    return list(Step.objects.filter(plan=plan).order_by("queued_at", "key"))
+
+
+def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: float | None = None) -> Plan:
+    """Render the plan until it ends (or ``timeout`` seconds pass); return it as it then stands."""
+    deadline = time.monotonic() + timeout if timeout else None
+    plan = Plan.objects.get(id=plan_id)
+    last_id = 0
+    live = Live(_table(plan, _steps(plan)), console=console, refresh_per_second=10) if console.is_terminal \
+        else None
+    if live:
+        live.start()
+    try:
+        while True:
+            plan.refresh_from_db()
+            events = plan_events_after(plan_id=plan.id, after_id=last_id)
+            if events:
+                last_id = events[-1].id
+            if live:
+                live.update(_table(plan, _steps(plan)))
+            else:
+                for event in events:
+                    offset = (event.created_at - plan.created_at).total_seconds()
+                    colour = COLOURS.get(event.type.split(".")[-1], "white")
+                    console.print(f"  +{offset:6.2f}s  {event.step_key or '(plan)':<18} "
+                                  f"[{colour}]{event.type}[/]{_detail(event.data)}", highlight=False)
+            if plan.status in PLAN_TERMINAL or (deadline and time.monotonic() > deadline):
+                return plan
+            time.sleep(poll)
+    finally:
+        if live:
+            live.stop()
+
+
+def _detail(data: dict[str, object]) -> str:
+    shown = {k: v for k, v in data.items() if k in ("code", "message", "reason", "attempt") and v}
+    return "  " + " ".join(f"{k}={v}" for k, v in shown.items()) if shown else ""
+
+
+def timeline(plan: Plan, *, console: Console, width: int = 48) -> None:
+    """Draw when each step ran, and name the steps that overlapped in time."""
+    spans = [Span(s.key, s.started_at, s.finished_at) for s in _steps(plan) if s.started_at and s.finished_at]
+    if not spans:
+        return
+    origin = min(s.start for s in spans)
+    total = max((s.end - origin).total_seconds() for s in spans) or 1e-9
+    console.print(f"\nTimeline ({total:.2f}s from the first step's start):")
+    for span in spans:
+        start = (span.start - origin).total_seconds()
+        end = (span.end - origin).total_seconds()
+        left = round(start / total * width)
+        bar = " " * left + "█" * max(1, round(end / total * width) - left)
+        console.print(f"  {span.key:<18} |{bar:<{width}}| {start:5.2f}s → {end:5.2f}s", highlight=False)
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            overlap = (min(a.end, b.end) - max(a.start, b.start)).total_seconds()
+            if overlap > 0:
+                console.print(f"  ran in parallel: {a.key} and {b.key} (overlapping {overlap:.2f}s)",
+                              highlight=False)
+
+
+def summary(plan: Plan, *, console: Console) -> None:
+    colour = COLOURS.get(plan.status, "white")
+    console.print(f"\nPlan {plan.id} [{colour}]{plan.status}[/]", highlight=False)
+    if plan.error_code:
+        console.print(f"  error {plan.error_code}: {plan.error_message}", highlight=False)
+    if plan.result is not None:
+        result = plan.result
+        text = result.get("text") if isinstance(result, dict) and "text" in result else json.dumps(result, indent=2)
+        console.print(f"Result:\n{text}", highlight=False)

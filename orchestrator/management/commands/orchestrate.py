@@ -1,0 +1,50 @@
+"""python manage.py orchestrate "<request>" [--template NAME] [--input k=v]... [--follow]"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rich.console import Console
+
+from common.errors import DomainError
+from orchestrator import follow, services
+from orchestrator.states import PlanStatus
+
+
+class Command(BaseCommand):
+    help = "Turn a request into a plan of agent steps and run it; --follow shows live progress."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("request", help="what to do, in words")
+        parser.add_argument("--template", default="", help="a workflow template (see workflows/)")
+        parser.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
+                            help="a template input (repeatable)")
+        parser.add_argument("--follow", action="store_true", help="show progress until the plan ends")
+        parser.add_argument("--user", default="cli", help="the plan's owner (created if missing)")
+        parser.add_argument("--timeout", type=float, default=None, help="stop following after this many s")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        inputs = {}
+        for item in options["input"]:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise CommandError(f"--input takes NAME=VALUE, not {item!r}")
+            inputs[name] = value
+        user, _ = get_user_model().objects.get_or_create(username=options["user"])
+        try:
+            plan = services.plan_create(owner=user, request=options["request"], template=options["template"],
+                                        inputs=inputs)
+        except DomainError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from None
+        console = Console(highlight=False, soft_wrap=True)
+        console.print(f"Plan {plan.id} ({plan.template or 'LLM planner'}): {plan.request}")
+        if not options["follow"]:
+            console.print(f"  follow it: python manage.py follow {plan.id}   API: /api/plans/{plan.id}/")
+            return
+        plan = follow.follow(plan.id, console=console, timeout=options["timeout"])
+        follow.timeline(plan, console=console)
+        follow.summary(plan, console=console)
+        if plan.status != PlanStatus.SUCCEEDED:
+            raise CommandError(f"plan {plan.status}" + (f": {plan.error_code}" if plan.error_code else ""))

@@ -1,0 +1,98 @@
+"""Plans, their steps, and the append-only record of what happened to them.
+
+State changes go through ``orchestrator.services`` only; there is no logic in ``save()`` or signals.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+
+from orchestrator.states import PlanStatus, StepStatus
+
+
+class Plan(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="plans")
+    request = models.TextField()
+    template = models.CharField(max_length=100, blank=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=PlanStatus.choices, default=PlanStatus.PLANNING)
+    result = models.JSONField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request[:60]} ({self.status})"
+
+
+class Step(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=100)
+    agent = models.CharField(max_length=100)
+    input = models.JSONField(default=dict, blank=True)
+    depends_on = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
+    # Incremented each time the step is queued; a message carries (step id, attempt), and only the
+    # delivery whose attempt matches may claim the step.
+    attempt = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    timeout = models.FloatField(default=120.0)
+    output = models.JSONField(null=True, blank=True)
+    usage = models.JSONField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["plan", "queued_at", "key"]
+        constraints = [models.UniqueConstraint(fields=["plan", "key"], name="step_unique_key_per_plan")]
+        indexes = [
+            # The reconciler's scans: stale queued steps and expired leases.
+            models.Index(fields=["status", "queued_at"], name="step_status_queued"),
+            models.Index(fields=["status", "lease_expires_at"], name="step_status_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+
+class PlanEvent(models.Model):
+    """Append-only: what happened to a plan and its steps, in order (the id is monotonic).
+
+    It is the audit trail and the source of the live progress stream.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="events")
+    step_key = models.CharField(max_length=100, blank=True)
+    type = models.CharField(max_length=64)
+    data = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["plan", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.step_key}".strip()

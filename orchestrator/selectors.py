@@ -1,0 +1,35 @@
+"""Reads of plans and steps, always scoped to who may see them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from common.errors import NotFound
+from orchestrator.models import Plan, PlanEvent, Step
+
+
+def plans_visible(*, user: AbstractBaseUser) -> QuerySet[Plan]:
+    """A user's own plans; staff with orchestrator.view_plan see every plan."""
+    plans = Plan.objects.select_related("owner")
+    if user.is_staff and user.has_perm("orchestrator.view_plan"):
+        return plans
+    return plans.filter(owner=user)
+
+
+def plan_get(*, user: AbstractBaseUser, plan_id: uuid.UUID | str) -> Plan:
+    """Raises NotFound (also for a plan the user may not see: its existence is not revealed)."""
+    try:
+        return plans_visible(user=user).get(id=plan_id)
+    except (Plan.DoesNotExist, ValueError):
+        raise NotFound(f"no plan {plan_id}") from None
+
+
+def plan_steps(*, plan: Plan) -> QuerySet[Step]:
+    return plan.steps.order_by("queued_at", "key")
+
+
+def plan_events_after(*, plan_id: uuid.UUID, after_id: int = 0) -> list[PlanEvent]:
+    return list(PlanEvent.objects.filter(plan_id=plan_id, id__gt=after_id).order_by("id"))

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from orchestrator.models import Plan, Step
+
+
+class StepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = Step
+        fields = ["id", "key", "agent", "status", "depends_on", "input", "output", "attempt", "error_code",
+                  "error_message", "usage", "queued_at", "started_at", "finished_at"]
+
+
+class PlanSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+
+    class Meta:
+        model = Plan
+        fields = ["id", "owner", "request", "template", "inputs", "status", "result", "error_code",
+                  "error_message", "created_at", "started_at", "finished_at"]
+
+
+class PlanDetailSerializer(PlanSerializer):
+    steps = StepSerializer(many=True, read_only=True)
+
+    class Meta(PlanSerializer.Meta):
+        fields = [*PlanSerializer.Meta.fields, "steps"]
+
+
+class StepInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    key = serializers.CharField(max_length=100)
+    agent = serializers.CharField(max_length=100)
+    input = serializers.JSONField(required=False, default=dict)
+    depends_on = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+
+
+class PlanCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    request = serializers.CharField(max_length=20000)
+    template = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    inputs = serializers.DictField(required=False, default=dict)
+    steps = StepInputSerializer(many=True, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("template") and attrs.get("steps") is not None:
+            raise serializers.ValidationError("give a template or steps, not both")
+        return attrs

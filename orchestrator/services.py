@@ -1,0 +1,456 @@
+"""Every write to plans and steps.
+
+Concurrency rules (read these before changing anything here):
+
+1. ``steps_transition`` is the only writer of ``Step.status``. It is one conditional UPDATE: a step moves
+   only from a status the state machine allows (``states.STEP_TRANSITIONS``) and, when ``attempt`` is
+   given, only if that attempt is still current. A duplicate or stale request matches no row and is a
+   logged no-op. That is what makes task delivery idempotent.
+2. Whatever decides what runs next (a step ending, cancel, the reconciler) holds the plan's row lock
+   (``SELECT ... FOR UPDATE`` on the plan), so two dependencies finishing at once cannot both miss that
+   their join is ready, and the last two steps finishing at once cannot both miss that the plan is done.
+   The claim (queued -> running) needs no plan lock: its conditional UPDATE races only with cancel, and
+   the row lock on the step decides that race.
+3. Lock order is plan, then steps. Messages go out after commit (``transaction.on_commit``); if one is
+   lost, the reconciler sends it again, and the attempt number makes the copy harmless.
+4. No transaction is open while an agent runs: claim in one short transaction, call, record in another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app, group
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from agents.api import AgentError, agent_get
+from common.errors import Conflict, NotFound
+from orchestrator import planning
+from orchestrator.models import Plan, PlanEvent, Step
+from orchestrator.planning import PlanInvalid, StepSpec
+from orchestrator.states import (
+    PLAN_TERMINAL,
+    STEP_ACTIVE,
+    STEP_TERMINAL,
+    PlanStatus,
+    StepStatus,
+    check_plan_transition,
+    step_sources,
+)
+
+log = logging.getLogger("orchestrator")
+
+RUN_STEP_TASK = "orchestrator.run_step"
+PLAN_GENERATE_TASK = "orchestrator.plan_generate"
+
+EVENT_FOR_STATUS = {
+    StepStatus.QUEUED: "step.queued",
+    StepStatus.RUNNING: "step.started",
+    StepStatus.SUCCEEDED: "step.succeeded",
+    StepStatus.FAILED: "step.failed",
+    StepStatus.CANCELLED: "step.cancelled",
+}
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A step that ``steps_transition`` moved, with its attempt after the move."""
+
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    key: str
+    agent: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Sql:
+    """A column value computed by the database, e.g. the lease from the step's own timeout."""
+
+    expression: str
+    params: tuple[Any, ...] = ()
+
+
+# --- events -------------------------------------------------------------------------------------------
+
+
+def events_record(*, plan_id: uuid.UUID, items: list[tuple[str, str, dict[str, Any]]],
+                  actor: AbstractBaseUser | None = None) -> None:
+    """Append (type, step_key, data) events to the plan's record. Runs in the caller's transaction."""
+    now = timezone.now()
+    PlanEvent.objects.bulk_create(
+        PlanEvent(plan_id=plan_id, type=type_, step_key=key, data=data, actor=actor, created_at=now)
+        for type_, key, data in items
+    )
+
+
+# --- the step state machine's only writer ---------------------------------------------------------------
+
+
+def _sql_value(value: Any) -> tuple[str, tuple[Any, ...]]:
+    if isinstance(value, Sql):
+        return value.expression, value.params
+    if isinstance(value, dict | list):
+        return "%s", (Jsonb(value),)
+    return "%s", (value,)
+
+
+def steps_transition(*, step_ids: list[uuid.UUID], to: StepStatus, attempt: int | None = None,
+                     bump_attempt: bool = False, fields: dict[str, Any] | None = None,
+                     event: str | None = None, event_data: dict[str, Any] | None = None,
+                     actor: AbstractBaseUser | None = None) -> list[Moved]:
+    """Move the given steps to ``to`` where the state machine allows it; return those that moved.
+
+    One conditional UPDATE ... RETURNING plus one INSERT of events. Steps in another status, or whose
+    attempt is not ``attempt`` (when given), are left alone. Must run inside a transaction.
+    """
+    if not step_ids:
+        return []
+    sets, params = ["status = %s"], [str(to)]
+    for column, value in (fields or {}).items():
+        expression, value_params = _sql_value(value)
+        sets.append(f"{column} = {expression}")
+        params.extend(value_params)
+    if bump_attempt:
+        sets.append("attempt = attempt + 1")
+    where = "id = ANY(%s) AND status = ANY(%s)"
+    params += [list(step_ids), step_sources(to)]
+    if attempt is not None:
+        where += " AND attempt = %s"
+        params.append(attempt)
+    sql = (f"UPDATE {Step._meta.db_table} SET {', '.join(sets)} WHERE {where} "
+           "RETURNING id, plan_id, key, agent, attempt")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        moved = [Moved(*row) for row in cursor.fetchall()]
+    by_plan: dict[uuid.UUID, list[tuple[str, str, dict[str, Any]]]] = {}
+    for step in moved:
+        data = {"attempt": step.attempt, "agent": step.agent, **(event_data or {})}
+        by_plan.setdefault(step.plan_id, []).append((event or EVENT_FOR_STATUS[to], step.key, data))
+    for plan_id, items in by_plan.items():
+        events_record(plan_id=plan_id, items=items, actor=actor)
+    return moved
+
+
+def _send_steps(moved: list[Moved]) -> None:
+    """Publish one run_step message per step (a Celery group when there are several)."""
+    if not moved:
+        return
+    signatures = [
+        current_app.signature(RUN_STEP_TASK, args=(str(step.id), step.attempt), queue=agent_get(step.agent).queue)
+        for step in moved
+    ]
+    if len(signatures) == 1:
+        signatures[0].apply_async()
+    else:
+        group(signatures).apply_async()
+    log.info("orchestrator.steps.dispatched", extra={"plan_id": str(moved[0].plan_id), "count": len(moved)})
+
+
+def _dispatch_on_commit(moved: list[Moved]) -> None:
+    if moved:
+        transaction.on_commit(lambda: _send_steps(moved))
+
+
+# --- plans --------------------------------------------------------------------------------------------
+
+
+def _plan_locked(plan_id: uuid.UUID) -> Plan:
+    try:
+        return Plan.objects.select_for_update().get(id=plan_id)
+    except Plan.DoesNotExist:
+        raise NotFound(f"no plan {plan_id}") from None
+
+
+def _plan_transition(plan: Plan, to: PlanStatus, *, data: dict[str, Any] | None = None,
+                     actor: AbstractBaseUser | None = None, **fields: Any) -> None:
+    """The only writer of ``Plan.status``; the caller holds the plan's row lock."""
+    check_plan_transition(plan.status, to)
+    plan.status = to
+    now = timezone.now()
+    if to == PlanStatus.RUNNING:
+        plan.started_at = now
+    if to in PLAN_TERMINAL:
+        plan.finished_at = now
+    for name, value in fields.items():
+        setattr(plan, name, value)
+    plan.save(update_fields=["status", "started_at", "finished_at", *fields])
+    event = {"running": "plan.started", "succeeded": "plan.completed"}.get(str(to), f"plan.{to}")
+    events_record(plan_id=plan.id, items=[(event, "", data or {})], actor=actor)
+
+
+def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
+    Step.objects.bulk_create(
+        Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
+             timeout=agent_get(spec.agent).timeout, max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
+        for spec in specs
+    )
+
+
+def plan_create(*, owner: AbstractBaseUser, request: str, template: str = "",
+                inputs: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None) -> Plan:
+    """Create a plan from a template, from explicit steps, or (neither given) by the LLM planner.
+
+    Template and explicit plans are validated whole before anything is stored (raises PlanInvalid);
+    an LLM plan starts in ``planning`` and is validated by ``plan_generate``. Roots go out on commit.
+    """
+    inputs = dict(inputs or {})
+    specs: list[StepSpec] | None = None
+    if template:
+        specs, inputs = planning.template_plan(template, request=request, inputs=inputs)
+    elif steps is not None:
+        specs = planning.render(planning.parse_steps(steps), inputs)
+        planning.validate(specs, known_agents=planning.known_agents())
+    with transaction.atomic():
+        plan = Plan.objects.create(owner=owner, request=request, template=template, inputs=inputs)
+        events_record(plan_id=plan.id, items=[("plan.created", "", {"template": template})], actor=owner)
+        if specs is None:
+            transaction.on_commit(lambda: current_app.send_task(PLAN_GENERATE_TASK, args=(str(plan.id),)))
+        else:
+            _start(plan, specs)
+    return plan
+
+
+def _start(plan: Plan, specs: list[StepSpec]) -> None:
+    _steps_add(plan, specs)
+    _plan_transition(plan, PlanStatus.RUNNING, data={"steps": len(specs)})
+    _advance(plan)
+
+
+def plan_generate(*, plan_id: uuid.UUID) -> None:
+    """Run the LLM planner for a ``planning`` plan and start it, or fail it with the plan error's code.
+
+    Calls an LLM outside any transaction. A duplicate delivery finds the plan no longer planning.
+    """
+    plan = Plan.objects.filter(id=plan_id, status=PlanStatus.PLANNING).first()
+    if plan is None:
+        log.info("orchestrator.plan.generate_noop", extra={"plan_id": str(plan_id)})
+        return
+    try:
+        specs = planning.llm_plan(request=plan.request, plan_id=str(plan.id), step_id=str(plan.id))
+        error: AgentError | PlanInvalid | None = None
+    except (PlanInvalid, AgentError) as exc:
+        error = exc
+    with transaction.atomic():
+        plan = _plan_locked(plan_id)
+        if plan.status != PlanStatus.PLANNING:
+            return
+        if error is not None:
+            _plan_transition(plan, PlanStatus.FAILED, error_code=error.code, error_message=error.message,
+                             data=error.as_dict())
+        else:
+            _start(plan, specs)
+
+
+def _finish(plan: Plan, status: dict[str, str]) -> None:
+    failed = (Step.objects.filter(plan=plan, status=StepStatus.FAILED)
+              .order_by("finished_at").values("key", "error_code", "error_message").first())
+    if failed:
+        message = f"step {failed['key']!r} failed: {failed['error_message']}"
+        _plan_transition(plan, PlanStatus.FAILED, error_code=failed["error_code"], error_message=message,
+                         data={"step": failed["key"], "code": failed["error_code"]})
+        return
+    dependencies = set().union(*Step.objects.filter(plan=plan).values_list("depends_on", flat=True))
+    sinks = [key for key in status if key not in dependencies]
+    outputs = dict(Step.objects.filter(plan=plan, key__in=sinks).values_list("key", "output"))
+    result = outputs[sinks[0]] if len(sinks) == 1 else outputs
+    _plan_transition(plan, PlanStatus.SUCCEEDED, result=result)
+
+
+def _advance(plan: Plan) -> None:
+    """Under the plan lock: cancel steps that can never run, queue the ready ones, finish a settled plan."""
+    rows = list(Step.objects.filter(plan=plan).values_list("id", "key", "status", "depends_on"))
+    status = {key: st for _, key, st, _ in rows}
+    doomed: list[uuid.UUID] = []
+    changed = True
+    while changed:  # a failed step dooms its dependents, their dependents, and so on
+        changed = False
+        for step_id, key, _, deps in rows:
+            if status[key] == StepStatus.PENDING and any(
+                    status[d] in (StepStatus.FAILED, StepStatus.CANCELLED) for d in deps):
+                status[key] = StepStatus.CANCELLED
+                doomed.append(step_id)
+                changed = True
+    now = timezone.now()
+    steps_transition(step_ids=doomed, to=StepStatus.CANCELLED,
+                     fields={"finished_at": now, "error_code": "step.upstream_failed",
+                             "error_message": "a step it depends on failed or was cancelled"})
+    ready = [step_id for step_id, key, _, deps in rows
+             if status[key] == StepStatus.PENDING and all(status[d] == StepStatus.SUCCEEDED for d in deps)]
+    if ready:
+        _dispatch_on_commit(steps_transition(step_ids=ready, to=StepStatus.QUEUED, bump_attempt=True,
+                                             fields={"queued_at": now}))
+    elif all(st in STEP_TERMINAL for st in status.values()):
+        _finish(plan, status)
+
+
+def plan_advance(*, plan_id: uuid.UUID) -> None:
+    """Queue whatever is ready and finish the plan if it is settled. Idempotent; takes the plan lock."""
+    with transaction.atomic():
+        plan = _plan_locked(plan_id)
+        if plan.status == PlanStatus.RUNNING:
+            _advance(plan)
+
+
+def plan_cancel(*, plan_id: uuid.UUID, actor: AbstractBaseUser | None = None) -> Plan:
+    """Cancel a plan and every step that has not ended. Raises Conflict if the plan has already ended.
+
+    A step whose agent is running keeps running, but its result is discarded (its attempt is stale).
+    """
+    with transaction.atomic():
+        plan = _plan_locked(plan_id)
+        if plan.status in PLAN_TERMINAL:
+            raise Conflict(f"the plan has already {plan.status}", code="plan.finished")
+        open_steps = list(Step.objects.filter(plan=plan).exclude(status__in=STEP_TERMINAL)
+                          .values_list("id", flat=True))
+        steps_transition(step_ids=open_steps, to=StepStatus.CANCELLED, actor=actor,
+                         fields={"finished_at": timezone.now(), "error_code": "plan.cancelled",
+                                 "error_message": "the plan was cancelled"})
+        _plan_transition(plan, PlanStatus.CANCELLED, actor=actor)
+    return plan
+
+
+# --- running steps ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    key: str
+    agent: str
+    attempt: int
+    input: dict[str, Any]
+    context: dict[str, Any]
+    timeout: float
+
+
+def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep | None:
+    """Claim a queued step for this delivery (short transaction). None if the delivery is a duplicate
+    or stale: the step is already claimed, finished, cancelled, or was queued again under a new attempt."""
+    with transaction.atomic():
+        now = timezone.now()
+        lease = Sql("%s::timestamptz + make_interval(secs => timeout + %s)", (now, settings.ORCH_LEASE_GRACE))
+        moved = steps_transition(step_ids=[step_id], to=StepStatus.RUNNING, attempt=attempt,
+                                 fields={"started_at": now, "worker": worker, "lease_expires_at": lease},
+                                 event_data={"worker": worker})
+        if not moved:
+            log.info("orchestrator.step.claim_noop", extra={"step_id": str(step_id), "attempt": attempt})
+            return None
+        step = Step.objects.get(id=step_id)
+        context = dict(Step.objects.filter(plan_id=step.plan_id, key__in=step.depends_on)
+                       .values_list("key", "output"))
+    log.info("orchestrator.step.claimed", extra={"plan_id": str(step.plan_id), "step_id": str(step_id),
+                                                 "attempt": attempt, "worker": worker})
+    return ClaimedStep(step.id, step.plan_id, step.key, step.agent, attempt, step.input, context, step.timeout)
+
+
+def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[str, Any],
+              event_data: dict[str, Any] | None = None) -> bool:
+    with transaction.atomic():
+        plan_id = Step.objects.filter(id=step_id).values_list("plan_id", flat=True).first()
+        if plan_id is None:
+            return False
+        plan = _plan_locked(plan_id)
+        moved = steps_transition(step_ids=[step_id], to=to, attempt=attempt, event_data=event_data,
+                                 fields={**fields, "finished_at": timezone.now(), "lease_expires_at": None})
+        if not moved:
+            log.info("orchestrator.step.result_stale", extra={"step_id": str(step_id), "attempt": attempt})
+            return False
+        if plan.status == PlanStatus.RUNNING:
+            _advance(plan)
+    return True
+
+
+def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None) -> bool:
+    """Record a result and start what it unblocks. False if this attempt is no longer current."""
+    json.dumps(output)  # raises TypeError before anything is written if the output is not JSON-safe
+    return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED,
+                     fields={"output": Sql("%s", (Jsonb(output),)), "usage": usage})
+
+
+def step_fail(*, step_id: uuid.UUID, attempt: int, code: str, message: str) -> bool:
+    """Record a terminal failure; its dependents are cancelled, and the plan fails once settled."""
+    return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.FAILED,
+                     fields={"error_code": code, "error_message": message[:2000]},
+                     event_data={"code": code, "message": message[:500]})
+
+
+def step_retrying(*, step_id: uuid.UUID, attempt: int, code: str, message: str, delay: float) -> None:
+    """Record that the agent call hit a transient error and will be tried again after ``delay`` s."""
+    with transaction.atomic():
+        step = Step.objects.filter(id=step_id, attempt=attempt, status=StepStatus.RUNNING).first()
+        if step is not None:
+            events_record(plan_id=step.plan_id, items=[("step.retrying", step.key, {
+                "attempt": attempt, "code": code, "message": message[:500], "delay": round(delay, 3)})])
+
+
+# --- the reconciler -----------------------------------------------------------------------------------
+
+
+def reconcile(*, now: datetime | None = None) -> dict[str, int]:
+    """Repair what lost messages and lost workers leave behind. Safe to run anywhere, any number of times.
+
+    * queued steps whose message is older than ORCH_REQUEUE_AFTER are sent again (same attempt);
+    * running steps whose lease expired lost their worker: a new attempt, or failed after max_attempts;
+    * running plans with nothing queued or running are advanced (a lost "step ended" follow-up);
+    * plans still planning after ORCH_REQUEUE_AFTER get their planner message again.
+    """
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.ORCH_REQUEUE_AFTER)
+    counts = {"requeued": 0, "lease_expired": 0, "advanced": 0, "replanned": 0}
+
+    stale = list(Step.objects.filter(status=StepStatus.QUEUED, queued_at__lt=stale_before)
+                 .values_list("id", flat=True)[:1000])
+    with transaction.atomic():
+        moved = steps_transition(step_ids=stale, to=StepStatus.QUEUED, fields={"queued_at": now},
+                                 event="step.requeued", event_data={"reason": "message_lost"})
+        _dispatch_on_commit(moved)
+    counts["requeued"] = len(moved)
+
+    expired = Step.objects.filter(status=StepStatus.RUNNING, lease_expires_at__lt=now)
+    for step_id, plan_id, attempt, max_attempts in expired.values_list("id", "plan_id", "attempt",
+                                                                         "max_attempts")[:1000]:
+        counts["lease_expired"] += _step_lost(step_id, plan_id, attempt, max_attempts)
+
+    active = Step.objects.filter(plan=OuterRef("pk"), status__in=STEP_ACTIVE)
+    for plan_id in Plan.objects.filter(status=PlanStatus.RUNNING).exclude(Exists(active)).values_list("id",
+                                                                                                  flat=True):
+        plan_advance(plan_id=plan_id)
+        counts["advanced"] += 1
+
+    for plan_id in Plan.objects.filter(status=PlanStatus.PLANNING, created_at__lt=stale_before).values_list(
+            "id", flat=True):
+        current_app.send_task(PLAN_GENERATE_TASK, args=(str(plan_id),))
+        counts["replanned"] += 1
+    if any(counts.values()):
+        log.warning("orchestrator.reconcile.repaired", extra=counts)
+    return counts
+
+
+def _step_lost(step_id: uuid.UUID, plan_id: uuid.UUID, attempt: int, max_attempts: int) -> int:
+    with transaction.atomic():
+        plan = _plan_locked(plan_id)
+        data = {"reason": "worker_lost"}
+        if attempt < max_attempts:
+            moved = steps_transition(step_ids=[step_id], to=StepStatus.QUEUED, attempt=attempt, bump_attempt=True,
+                                     fields={"queued_at": timezone.now(), "lease_expires_at": None},
+                                     event="step.retrying", event_data=data)
+            _dispatch_on_commit(moved)
+        else:
+            moved = steps_transition(step_ids=[step_id], to=StepStatus.FAILED, attempt=attempt, event_data=data,
+                                     fields={"finished_at": timezone.now(), "error_code": "step.worker_lost",
+                                             "error_message": f"its worker was lost {attempt} times"})
+            if moved and plan.status == PlanStatus.RUNNING:
+                _advance(plan)
+    return len(moved)

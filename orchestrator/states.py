@@ -1,0 +1,64 @@
+"""The plan and step state machines, as data. ``orchestrator.services`` is their only writer."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from common.errors import Conflict
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending"  # waiting for its dependencies
+    QUEUED = "queued"  # its message is (or should be) on the broker; `attempt` names the delivery
+    RUNNING = "running"  # claimed by a worker, its agent is being called
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # the plan was cancelled, or a dependency failed so it can never run
+
+
+class PlanStatus(models.TextChoices):
+    PLANNING = "planning"  # the LLM planner is writing its steps
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+S, P = StepStatus, PlanStatus
+
+STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
+    S.PENDING: frozenset({S.QUEUED, S.CANCELLED}),
+    # queued -> queued: the reconciler sends a message again that was probably lost.
+    S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED}),
+    # running -> queued: the worker was lost (lease expired); a new attempt goes out.
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.QUEUED, S.CANCELLED}),
+    S.SUCCEEDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+PLAN_TRANSITIONS: dict[PlanStatus, frozenset[PlanStatus]] = {
+    P.PLANNING: frozenset({P.RUNNING, P.FAILED, P.CANCELLED}),
+    P.RUNNING: frozenset({P.SUCCEEDED, P.FAILED, P.CANCELLED}),
+    P.SUCCEEDED: frozenset(),
+    P.FAILED: frozenset(),
+    P.CANCELLED: frozenset(),
+}
+
+STEP_ACTIVE = frozenset({S.QUEUED, S.RUNNING})
+STEP_TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
+PLAN_TERMINAL = frozenset({P.SUCCEEDED, P.FAILED, P.CANCELLED})
+
+
+def step_sources(to: StepStatus) -> list[str]:
+    """The statuses a step may move to ``to`` from."""
+    return [str(src) for src, targets in STEP_TRANSITIONS.items() if to in targets]
+
+
+class InvalidTransition(Conflict):
+    code = "state.invalid_transition"
+
+
+def check_plan_transition(current: str, to: PlanStatus) -> None:
+    if to not in PLAN_TRANSITIONS[PlanStatus(current)]:
+        raise InvalidTransition(f"a {current} plan cannot become {to}")

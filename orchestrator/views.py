@@ -1,0 +1,51 @@
+"""REST API for plans: thin views over services and selectors."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from orchestrator import selectors, services
+from orchestrator.models import Plan
+from orchestrator.serializers import PlanCreateSerializer, PlanDetailSerializer, PlanSerializer
+
+
+class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Plans: create one from a template, from explicit steps, or from free text (the LLM planner)."""
+
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        plans = selectors.plans_visible(user=self.request.user)
+        if self.action == "retrieve":
+            return plans.prefetch_related("steps")
+        status_filter = self.request.query_params.get("status")
+        return plans.filter(status=status_filter) if status_filter else plans
+
+    def get_serializer_class(self):  # type: ignore[no-untyped-def]
+        return PlanDetailSerializer if self.action == "retrieve" else PlanSerializer
+
+    def get_object(self) -> Plan:
+        return selectors.plan_get(user=self.request.user, plan_id=self.kwargs["pk"])
+
+    @extend_schema(request=PlanCreateSerializer, responses={201: PlanDetailSerializer})
+    def create(self, request: Request) -> Response:
+        body = PlanCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        plan = services.plan_create(owner=request.user, request=data["request"], template=data["template"],
+                                    inputs=data["inputs"], steps=data.get("steps"))
+        plan = selectors.plan_get(user=request.user, plan_id=plan.id)
+        return Response(PlanDetailSerializer(plan).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: PlanSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        plan = self.get_object()
+        with transaction.atomic():
+            plan = services.plan_cancel(plan_id=plan.id, actor=request.user)
+        return Response(PlanSerializer(plan).data)
