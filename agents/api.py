@@ -30,7 +30,7 @@ def agent_get(name: str) -> AgentSpec:
         raise UnknownAgent(f"no agent named {name!r}") from None
 
 
-_backoff = wait_exponential_jitter(initial=0.5, max=20, jitter=0.5)
+_backoff = wait_exponential_jitter(multiplier=0.5, max=20, jitter=0.5)
 
 
 def _wait(state: RetryCallState) -> float:

@@ -57,6 +57,7 @@ def database_url() -> str:
         _ensure_database(server.get_uri(database="postgres"), DATABASE_NAME)
         url = server.get_uri(database=DATABASE_NAME)
     os.environ["DATABASE_URL"] = url
+    os.environ["ORCH_EMBEDDED"] = "1"
     return url
 
 
@@ -172,7 +173,7 @@ def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
     if command in ("start", "env"):
         db, redis = database_url(), redis_url()
-        print(f"export DATABASE_URL='{db}'\nexport REDIS_URL='{redis}'")
+        print(f"export DATABASE_URL='{db}'\nexport REDIS_URL='{redis}'\nexport ORCH_EMBEDDED=1")
     elif command == "stop":
         stop()
     elif command == "status":

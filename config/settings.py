@@ -35,7 +35,8 @@ def env_bool(name: str, default: bool) -> bool:
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
 
 
-EMBEDDED = not env("DATABASE_URL")
+# ORCH_EMBEDDED=1 is exported by config.services for processes started beside the embedded servers.
+EMBEDDED = env("ORCH_EMBEDDED") == "1" or not env("DATABASE_URL")
 DATABASE_URL = env("DATABASE_URL") or services.database_url()
 REDIS_URL = env("REDIS_URL") or services.redis_url()
 

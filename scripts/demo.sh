@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# make demo: migrate, start an agent worker, run the research workflow with live progress, clean up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" .run
+# Leave embedded servers running only if they were running before the demo started.
+was_up=$($PY -m config.services status | grep -c " up" || true)
+eval "$($PY -m config.services start)"
+worker_pid=""
+cleanup() {
+  [ -n "$worker_pid" ] && kill -TERM "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null || true
+  [ "$was_up" = "0" ] && $PY -m config.services stop || true
+}
+trap cleanup EXIT INT TERM
+$PY manage.py migrate --verbosity 0
+# Agents answer offline (no API key needed) after ~1.5 s, so the parallel branches are easy to see.
+export OFFLINE_LATENCY_MS=${OFFLINE_LATENCY_MS:-1500}
+.venv/bin/celery -A config worker -Q agents,scheduler -P threads -c 16 -n demo@%h \
+  --loglevel WARNING --logfile .run/demo-worker.log &
+worker_pid=$!
+echo "Running the research workflow (worker log: .run/demo-worker.log)"
+$PY manage.py orchestrate "${DEMO_REQUEST:-How do solid-state batteries compare with lithium-ion ones?}" \
+  --template research --follow --timeout 120

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# make test: the test suite on its own embedded Postgres + pgvector and Redis (.run/test), stopped after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ORCH_RUN_DIR="${ORCH_RUN_DIR:-$PWD/.run/test}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" "$ORCH_RUN_DIR"
+trap '.venv/bin/python -m config.services stop >/dev/null 2>&1 || true' EXIT
+.venv/bin/python -m pytest "$@"

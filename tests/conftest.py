@@ -1,0 +1,137 @@
+"""Test set-up: embedded Postgres + pgvector and Redis of their own (.run/test), real local fake servers,
+and a real Celery worker process for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+
+from tests.fakes import FakeServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeServer]:
+    server = FakeServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_agents(fake_server: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Agents that talk to the fake servers, layered over the shipped agents.yaml."""
+    from agents import registry
+
+    path = tmp_path_factory.mktemp("agents") / "agents.test.yaml"
+    path.write_text(f"""
+agents:
+  planner:
+    kind: llm
+    provider: openai
+    base_url: {fake_server.url}/v1
+    model: fake-planner
+  remote:
+    kind: http
+    url: {fake_server.url}/agent
+    timeout: 10
+  remote_flaky:
+    kind: http
+    url: {fake_server.url}/agent
+    timeout: 1
+  held:
+    kind: python
+    callable: agents.builtin.echo
+    queue: held  # no test worker consumes it: the services tests drive these steps by hand
+  fail:
+    kind: python
+    callable: agents.builtin.fail
+""")
+    files = os.pathsep.join([str(ROOT / "agents.yaml"), str(path)])
+    os.environ["AGENTS_FILE"] = files
+    settings.AGENTS_FILE = files
+    registry.specs.cache_clear()
+    registry.agent.cache_clear()
+    return files
+
+
+def _database_url_for(name: str) -> str:
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, test_agents: str) -> Iterator[str]:
+    """A real worker process (threads pool) on the test database; yields its node name."""
+    from config.celery import app
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+    env = {**os.environ, "DATABASE_URL": _database_url_for(settings.DATABASES["default"]["NAME"]),
+           "AGENTS_FILE": test_agents, "ORCH_EMBEDDED": "1"}
+    log = open(ARTIFACTS / "worker.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "agents,scheduler", "-P", "threads",
+         "-c", "16", "-n", name, "--loglevel", os.environ.get("TEST_WORKER_LOGLEVEL", "WARNING"), "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not app.control.ping(destination=[name], timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the test worker did not start; see {ARTIFACTS / 'worker.log'}")
+    yield name
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture
+def idle_worker(celery_worker: str) -> Iterator[str]:
+    """The worker, and after the test a wait until it is idle: the database is emptied between tests, and
+    a TRUNCATE racing a step that is still being recorded would deadlock."""
+    from config.celery import app
+
+    yield celery_worker
+    deadline = time.monotonic() + 30
+    inspect = app.control.inspect(destination=[celery_worker], timeout=0.5)
+    while time.monotonic() < deadline:
+        active, reserved = inspect.active() or {}, inspect.reserved() or {}
+        if not any(active.values()) and not any(reserved.values()):
+            return
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username=f"u{uuid.uuid4().hex[:6]}", password="pw-for-tests")
+
+
+def wait_for_plan(plan_id: uuid.UUID, *, timeout: float = 30, statuses: tuple[str, ...] = ()) -> Any:
+    """Poll until the plan reaches one of ``statuses`` (default: any terminal status)."""
+    from orchestrator.models import Plan
+    from orchestrator.states import PLAN_TERMINAL
+
+    wanted = set(statuses) or {str(s) for s in PLAN_TERMINAL}
+    deadline = time.monotonic() + timeout
+    while True:
+        plan = Plan.objects.get(id=plan_id)
+        if plan.status in wanted:
+            return plan
+        if time.monotonic() > deadline:
+            raise AssertionError(f"plan {plan_id} still {plan.status} after {timeout}s")
+        time.sleep(0.05)

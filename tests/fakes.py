@@ -1,0 +1,102 @@
+"""Real local servers the tests start: an agent service and an OpenAI-compatible LLM.
+
+One threaded HTTP server on a free loopback port serves:
+
+* ``POST /agent``: an HTTP agent. Body ``input`` may hold ``sleep`` (seconds) and ``status`` (an HTTP status
+  to answer with). Each call is counted under its Idempotency-Key header (``GET /calls/<key>``).
+* ``POST /v1/chat/completions``: an OpenAI-compatible chat API. The planner's answer is chosen by a
+  ``scenario:NAME`` word in the request text (see PLANS); other prompts get a plain text answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+PLANS: dict[str, str] = {
+    "good": json.dumps({"steps": [
+        {"key": "a", "agent": "echo", "input": {"prompt": "first"}},
+        {"key": "b", "agent": "echo", "depends_on": ["a"]},
+    ]}),
+    "fenced": "```json\n" + json.dumps({"steps": [{"key": "only", "agent": "echo"}]}) + "\n```",
+    "malformed": "Sure! Here is your plan: steps: a then b",
+    "cycle": json.dumps({"steps": [
+        {"key": "a", "agent": "echo", "depends_on": ["b"]},
+        {"key": "b", "agent": "echo", "depends_on": ["a"]},
+    ]}),
+    "unknown_agent": json.dumps({"steps": [{"key": "a", "agent": "summon_demon"}]}),
+    "dangling": json.dumps({"steps": [{"key": "a", "agent": "echo", "depends_on": ["ghost"]}]}),
+    "too_many": json.dumps({"steps": [{"key": f"s{i}", "agent": "echo"} for i in range(600)]}),
+    "schema": json.dumps({"steps": [{"agent": "echo"}]}),
+    "empty": json.dumps({"steps": []}),
+}
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _json(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/calls/"):
+                    with server.lock:
+                        self._json(200, {"calls": server.calls[self.path.removeprefix("/calls/")]})
+                else:
+                    self._json(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if self.path == "/agent":
+                    self._agent(body)
+                elif self.path == "/v1/chat/completions":
+                    self._chat(body)
+                else:
+                    self._json(404, {"error": "not found"})
+
+            def _agent(self, body: dict[str, Any]) -> None:
+                key = self.headers.get("Idempotency-Key", "")
+                with server.lock:
+                    server.calls[key] += 1
+                step_input = body.get("input") or {}
+                time.sleep(float(step_input.get("sleep", 0)))
+                status = int(step_input.get("status", 200))
+                self._json(status, {"answer": f"handled {body.get('step')}", "context": sorted(body["context"])}
+                           if status == 200 else {"detail": f"status {status} as asked"})
+
+            def _chat(self, body: dict[str, Any]) -> None:
+                prompt = body["messages"][-1]["content"]
+                scenario = next((w.split(":", 1)[1] for w in prompt.split() if w.startswith("scenario:")), "")
+                text = PLANS.get(scenario.strip(".,"), "plain answer") if body.get("response_format") else \
+                    f"fake answer to: {prompt[:40]}"
+                self._json(200, {"model": body["model"], "choices": [{"message": {"content": text}}],
+                                 "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 7}})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def call_count(self, key: str) -> int:
+        with self.lock:
+            return self.calls[key]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
