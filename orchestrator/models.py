@@ -28,6 +28,11 @@ class Plan(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Running totals of the plan's agent calls, and its budgets (None: no limit).
+    tokens_used = models.PositiveBigIntegerField(default=0)
+    cost_used = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    budget_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -54,7 +59,10 @@ class Step(models.Model):
     max_attempts = models.PositiveIntegerField(default=3)
     timeout = models.FloatField(default=120.0)
     output = models.JSONField(null=True, blank=True)
-    usage = models.JSONField(null=True, blank=True)
+    usage = models.JSONField(null=True, blank=True)  # {"prompt_tokens", "completion_tokens", "model"}
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     worker = models.CharField(max_length=255, blank=True)
@@ -96,3 +104,16 @@ class PlanEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.step_key}".strip()
+
+
+class UserBudget(models.Model):
+    """A person's running totals across all their plans, and their budgets (None: no limit)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget")
+    tokens_used = models.PositiveBigIntegerField(default=0)
+    cost_used = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    budget_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"budget of {self.user}"
