@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from redis import connection as _redis_connection
 from django.core.exceptions import ImproperlyConfigured
 
 from config import services
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "memory",
     "approvals",
     "orchestrator",
+    "streams",
 ]
 
 MIDDLEWARE = [
@@ -169,11 +171,16 @@ CELERY_TASK_ROUTES = {
     "orchestrator.run_step": {"queue": "agents"},
     "orchestrator.plan_generate": {"queue": "agents"},
     "orchestrator.reconcile": {"queue": "scheduler"},
+    "approvals.expire": {"queue": "scheduler"},
 }
 CELERY_BEAT_SCHEDULE = {
     "orchestrator.reconcile": {
         "task": "orchestrator.reconcile",
         "schedule": timedelta(seconds=env_int("ORCH_RECONCILE_EVERY", 15)),
+    },
+    "approvals.expire": {
+        "task": "approvals.expire",
+        "schedule": timedelta(seconds=env_int("APPROVAL_EXPIRE_EVERY", 30)),
     },
 }
 
@@ -188,6 +195,28 @@ ORCH_REQUEUE_AFTER = env_int("ORCH_REQUEUE_AFTER", 60)
 ORCH_LEASE_GRACE = env_int("ORCH_LEASE_GRACE", 30)
 ORCH_WORKFLOWS_DIR = Path(env("ORCH_WORKFLOWS_DIR") or BASE_DIR / "workflows")
 
+# --- Live progress (server-sent events: orchestrator/events.py, streams/, docs/events.md) ---------------
+# Workers announce committed PlanEvents through Redis pub/sub to every web process (one subscriber each,
+# kept alive by streams.subscriber); the PlanEvent rows themselves are the stream's storage.
+EVENTSTREAM_REDIS = {**_redis_connection.parse_url(REDIS_URL), "socket_connect_timeout": 2, "socket_keepalive": True}
+EVENTSTREAM_STORAGE_CLASS = "orchestrator.events.PlanEventStorage"
+EVENTSTREAM_CHANNELMANAGER_CLASS = "orchestrator.events.PlanChannelManager"
+LOGIN_URL = "login"
+
+# --- Approvals ------------------------------------------------------------------------------------------
+APPROVALS_FILE = Path(env("APPROVALS_FILE") or BASE_DIR / "approvals.yaml")
+# Every approval has a deadline: this one unless a policy sets a shorter one (seconds).
+APPROVAL_DEFAULT_TIMEOUT = env_int("APPROVAL_DEFAULT_TIMEOUT", 24 * 3600)
+MAILERS = {
+    "default": {
+        "BACKEND": env("EMAIL_BACKEND") or ("django.core.mail.backends.console.EmailBackend" if EMBEDDED
+                                            else "django.core.mail.backends.smtp.EmailBackend"),
+        "OPTIONS": {} if EMBEDDED else {"host": env("EMAIL_HOST") or "localhost", "port": env_int("EMAIL_PORT", 25)},
+    },
+}
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL") or "orchestrator@localhost"
+SITE_URL = (env("SITE_URL") or "http://127.0.0.1:8000").rstrip("/")
+
 # --- Agents ---------------------------------------------------------------------------------------------
 # The agent registry: a YAML file (see agents.yaml); LLM_* choose the provider of `llm` agents.
 AGENTS_FILE = Path(env("AGENTS_FILE") or BASE_DIR / "agents.yaml")
@@ -197,6 +226,21 @@ LLM_API_KEY = env("LLM_API_KEY") or env("OPENAI_API_KEY") or ""
 LLM_MODEL = env("LLM_MODEL") or "gpt-4o-mini"
 # The offline provider's simulated latency, so a demo shows parallel steps overlapping.
 OFFLINE_LATENCY_MS = env_int("OFFLINE_LATENCY_MS", 0)
+# The most an llm agent may answer unless it sets max_tokens (always sent: estimates rely on it).
+LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 1024)
+ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL") or "https://api.anthropic.com/v1"
+ANTHROPIC_MODEL = env("ANTHROPIC_MODEL") or "claude-sonnet-4-5"
+# Circuit breakers (per agent, shared in Redis): open after this many transient failures in a row, and
+# let one trial call through this many seconds later. An agent may override both (`breaker:`).
+AGENT_BREAKER_FAILURES = env_int("AGENT_BREAKER_FAILURES", 5)
+AGENT_BREAKER_RESET_AFTER = env_int("AGENT_BREAKER_RESET_AFTER", 30)
+# A 429/503 asking to wait longer than this (seconds) is not retried: the step fails with its code.
+AGENT_RETRY_AFTER_MAX = env_int("AGENT_RETRY_AFTER_MAX", 60)
+# The SSRF guard of http agents (agents/egress.py): hosts every agent may reach ("*": any public host),
+# private networks every agent may reach (CIDRs), and static name=address pins (like curl --resolve).
+AGENT_ALLOWED_HOSTS = [h.strip() for h in (env("AGENT_ALLOWED_HOSTS") or "").split(",") if h.strip()]
+AGENT_PRIVATE_NETWORKS = [n.strip() for n in (env("AGENT_PRIVATE_NETWORKS") or "").split(",") if n.strip()]
+AGENT_HOSTS = dict(pair.strip().split("=", 1) for pair in (env("AGENT_HOSTS") or "").split(",") if "=" in pair)
 
 LOGGING = {
     "version": 1,

@@ -3,11 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from approvals.views import ApprovalViewSet, workflow_approve
 from orchestrator.health import health
 from orchestrator.views import PlanViewSet
 
 router = DefaultRouter()
 router.register("plans", PlanViewSet, basename="plan")
+router.register("approvals", ApprovalViewSet, basename="approval")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,4 +17,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include(router.urls)),
+    path("workflow/<uuid:workflow_id>/approve", workflow_approve, name="workflow-approve"),
 ]

@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class OrchestratorConfig(AppConfig):
     name = "orchestrator"
     verbose_name = "Orchestrator"
+
+    def ready(self) -> None:
+        # The approvals app hands back decided approvals and its audit events through these callbacks:
+        # it never imports the orchestrator.
+        from approvals import api as approvals
+        from orchestrator import services
+
+        approvals.on_resolved(services.step_gate_resolved)
+        approvals.on_event(services.approval_event)

@@ -52,6 +52,10 @@ class Step(models.Model):
     agent = models.CharField(max_length=100)
     input = models.JSONField(default=dict, blank=True)
     depends_on = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    # Inputs to the approval policies: the plan can raise a step's risk or ask for a gate, never lower
+    # or remove what policy requires (approvals.policies).
+    risk = models.CharField(max_length=8, default="low")
+    approval_requested = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
     # Incremented each time the step is queued; a message carries (step id, attempt), and only the
     # delivery whose attempt matches may claim the step.

@@ -23,6 +23,7 @@ from agents.api import AgentCall, agent_list, agent_run
 from common.errors import DomainError
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
+RISKS = ("low", "medium", "high")
 INPUT_REF = re.compile(r"\{\{\s*inputs\.(\w+)\s*\}\}")
 
 
@@ -36,6 +37,8 @@ class StepSpec:
     agent: str
     input: dict[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
+    risk: str = "low"
+    approval: bool = False  # the plan asks for a person to approve this step before it runs
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,14 @@ def parse_steps(raw: Any) -> list[StepSpec]:
         deps = item.get("depends_on", [])
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
             raise _invalid("invalid_schema", f"step {key!r}: 'depends_on' must be a list of step keys")
-        specs.append(StepSpec(key=key, agent=agent, input=step_input, depends_on=tuple(dict.fromkeys(deps))))
+        risk = item.get("risk", "low")
+        if risk not in RISKS:
+            raise _invalid("invalid_schema", f"step {key!r}: 'risk' must be one of {', '.join(RISKS)}")
+        approval = item.get("approval", False)
+        if not isinstance(approval, bool):
+            raise _invalid("invalid_schema", f"step {key!r}: 'approval' must be true or false")
+        specs.append(StepSpec(key=key, agent=agent, input=step_input, depends_on=tuple(dict.fromkeys(deps)),
+                              risk=risk, approval=approval))
     return specs
 
 
@@ -133,7 +143,7 @@ def render(specs: list[StepSpec], inputs: dict[str, Any]) -> list[StepSpec]:
             return [fill(v, key) for v in value]
         return value
 
-    return [StepSpec(s.key, s.agent, fill(s.input, s.key), s.depends_on) for s in specs]
+    return [StepSpec(s.key, s.agent, fill(s.input, s.key), s.depends_on, s.risk, s.approval) for s in specs]
 
 
 @cache

@@ -23,6 +23,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from celery import current_app, group
@@ -34,14 +35,16 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from agents.api import AgentError, agent_get
+from approvals import api as approvals
 from common.errors import Conflict, NotFound
 from orchestrator import planning
-from orchestrator.models import Plan, PlanEvent, Step
+from orchestrator.models import Plan, PlanEvent, Step, UserBudget
 from orchestrator.planning import PlanInvalid, StepSpec
 from orchestrator.states import (
     PLAN_TERMINAL,
     STEP_ACTIVE,
     STEP_TERMINAL,
+    STEP_UNSUCCESSFUL,
     PlanStatus,
     StepStatus,
     check_plan_transition,
@@ -58,7 +61,9 @@ EVENT_FOR_STATUS = {
     StepStatus.RUNNING: "step.started",
     StepStatus.SUCCEEDED: "step.succeeded",
     StepStatus.FAILED: "step.failed",
+    StepStatus.REJECTED: "step.rejected",
     StepStatus.CANCELLED: "step.cancelled",
+    StepStatus.WAITING: "step.waiting",
 }
 
 
@@ -86,12 +91,20 @@ class Sql:
 
 def events_record(*, plan_id: uuid.UUID, items: list[tuple[str, str, dict[str, Any]]],
                   actor: AbstractBaseUser | None = None) -> None:
-    """Append (type, step_key, data) events to the plan's record. Runs in the caller's transaction."""
+    """Append (type, step_key, data) events to the plan's record. Runs in the caller's transaction.
+
+    Once that transaction commits, the events go out to live subscribers (``orchestrator.events``): never
+    before (a rolled-back event is never seen) and never raising (a client that missed the announcement
+    resumes from these rows).
+    """
+    from orchestrator import events  # the stream's adapters; imported here, not at the top: see its docstring
+
     now = timezone.now()
-    PlanEvent.objects.bulk_create(
+    stored = PlanEvent.objects.bulk_create(
         PlanEvent(plan_id=plan_id, type=type_, step_key=key, data=data, actor=actor, created_at=now)
         for type_, key, data in items
     )
+    events.publish_on_commit(stored)
 
 
 # --- the step state machine's only writer ---------------------------------------------------------------
@@ -192,9 +205,19 @@ def _plan_transition(plan: Plan, to: PlanStatus, *, data: dict[str, Any] | None 
 def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
     Step.objects.bulk_create(
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
-             timeout=agent_get(spec.agent).timeout, max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
+             risk=_risk(spec), approval_requested=spec.approval, timeout=agent_get(spec.agent).timeout,
+             max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
         for spec in specs
     )
+
+
+RISK_LEVELS = ("low", "medium", "high")
+
+
+def _risk(spec: StepSpec) -> str:
+    """A step is as risky as its agent says (agents.yaml ``risk``), or more if the plan says so."""
+    agent_risk = str(agent_get(spec.agent).options.get("risk", "low"))
+    return max(agent_risk, spec.risk, key=lambda r: RISK_LEVELS.index(r) if r in RISK_LEVELS else 0)
 
 
 def plan_create(*, owner: AbstractBaseUser, request: str, template: str = "",
@@ -253,7 +276,7 @@ def plan_generate(*, plan_id: uuid.UUID) -> None:
 
 
 def _finish(plan: Plan, status: dict[str, str]) -> None:
-    failed = (Step.objects.filter(plan=plan, status=StepStatus.FAILED)
+    failed = (Step.objects.filter(plan=plan, status__in=[StepStatus.FAILED, StepStatus.REJECTED])
               .order_by("finished_at").values("key", "error_code", "error_message").first())
     if failed:
         message = f"step {failed['key']!r} failed: {failed['error_message']}"
@@ -268,7 +291,9 @@ def _finish(plan: Plan, status: dict[str, str]) -> None:
 
 
 def _advance(plan: Plan) -> None:
-    """Under the plan lock: cancel steps that can never run, queue the ready ones, finish a settled plan."""
+    """Under the plan lock: cancel steps that can never run, start (or gate) the ready ones, and finish a
+    settled plan. A ready step that policy (or the plan) gates waits for an approval instead of running;
+    only the steps that depend on it wait with it."""
     rows = list(Step.objects.filter(plan=plan).values_list("id", "key", "status", "depends_on"))
     status = {key: st for _, key, st, _ in rows}
     doomed: list[uuid.UUID] = []
@@ -276,22 +301,72 @@ def _advance(plan: Plan) -> None:
     while changed:  # a failed step dooms its dependents, their dependents, and so on
         changed = False
         for step_id, key, _, deps in rows:
-            if status[key] == StepStatus.PENDING and any(
-                    status[d] in (StepStatus.FAILED, StepStatus.CANCELLED) for d in deps):
+            if status[key] == StepStatus.PENDING and any(status[d] in STEP_UNSUCCESSFUL for d in deps):
                 status[key] = StepStatus.CANCELLED
                 doomed.append(step_id)
                 changed = True
     now = timezone.now()
     steps_transition(step_ids=doomed, to=StepStatus.CANCELLED,
                      fields={"finished_at": now, "error_code": "step.upstream_failed",
-                             "error_message": "a step it depends on failed or was cancelled"})
+                             "error_message": "a step it depends on did not succeed"})
     ready = [step_id for step_id, key, _, deps in rows
              if status[key] == StepStatus.PENDING and all(status[d] == StepStatus.SUCCEEDED for d in deps)]
     if ready:
+        ready = _gate(plan, ready)
         _dispatch_on_commit(steps_transition(step_ids=ready, to=StepStatus.QUEUED, bump_attempt=True,
                                              fields={"queued_at": now}))
     elif all(st in STEP_TERMINAL for st in status.values()):
         _finish(plan, status)
+
+
+def _gate(plan: Plan, ready: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Open an approval for each ready step that needs one (moving it to waiting); return the rest."""
+    free = []
+    for step in Step.objects.filter(id__in=ready):
+        facts = approvals.StepFacts(agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk,
+                                    estimated_cost=Decimal(0), requested=step.approval_requested)
+        requirement = approvals.requirement_for(facts)
+        if requirement is None:
+            free.append(step.id)
+            continue
+        if steps_transition(step_ids=[step.id], to=StepStatus.WAITING, event_data={"reason": requirement.reason}):
+            context = dict(Step.objects.filter(plan=plan, key__in=step.depends_on).values_list("key", "output"))
+            approvals.approval_request(plan_id=plan.id, step_id=step.id, step_key=step.key, agent=step.agent,
+                                       plan_request=plan.request, owner=plan.owner, step_input=step.input,
+                                       context=context, requirement=requirement)
+    return free
+
+
+def step_gate_resolved(resolution: approvals.Resolution) -> None:
+    """The approval of a waiting step was decided (inside the deciding transaction): run the step, with
+    the edited input if there is one, or end it rejected / failed; then advance its plan."""
+    plan = _plan_locked(resolution.plan_id)
+    actor = resolution.actor
+    data = {"approval_id": str(resolution.approval_id), "timed_out": resolution.timed_out}
+    if resolution.status == "approved":
+        fields: dict[str, Any] = {"queued_at": timezone.now()}
+        if resolution.edited_input is not None:
+            fields["input"] = resolution.edited_input
+        moved = steps_transition(step_ids=[resolution.step_id], to=StepStatus.QUEUED, bump_attempt=True,
+                                 fields=fields, event_data=data, actor=actor)
+        _dispatch_on_commit(moved)
+    else:
+        rejected = resolution.status == "rejected"
+        code = "approval.rejected" if rejected else "approval.timed_out"
+        message = resolution.comment or ("a person rejected the step" if rejected else "no decision in time")
+        moved = steps_transition(step_ids=[resolution.step_id],
+                                 to=StepStatus.REJECTED if rejected else StepStatus.FAILED,
+                                 fields={"finished_at": timezone.now(), "error_code": code,
+                                         "error_message": message},
+                                 event_data={**data, "code": code}, actor=actor)
+    if moved and plan.status == PlanStatus.RUNNING:
+        _advance(plan)
+
+
+def approval_event(plan_id: uuid.UUID, type_: str, step_key: str, data: dict[str, Any],
+                   actor: AbstractBaseUser | None) -> None:
+    """Where the approvals app records its events: the plan's event record (the audit trail)."""
+    events_record(plan_id=plan_id, items=[(type_, step_key, data)], actor=actor)
 
 
 def plan_advance(*, plan_id: uuid.UUID) -> None:
@@ -313,6 +388,8 @@ def plan_cancel(*, plan_id: uuid.UUID, actor: AbstractBaseUser | None = None) ->
             raise Conflict(f"the plan has already {plan.status}", code="plan.finished")
         open_steps = list(Step.objects.filter(plan=plan).exclude(status__in=STEP_TERMINAL)
                           .values_list("id", flat=True))
+        # Their approvals close after commit, in their own transaction (lock order: approval, then plan).
+        transaction.on_commit(lambda: approvals.approvals_cancel(step_ids=open_steps))
         steps_transition(step_ids=open_steps, to=StepStatus.CANCELLED, actor=actor,
                          fields={"finished_at": timezone.now(), "error_code": "plan.cancelled",
                                  "error_message": "the plan was cancelled"})
@@ -356,7 +433,7 @@ def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep 
 
 
 def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[str, Any],
-              event_data: dict[str, Any] | None = None) -> bool:
+              event_data: dict[str, Any] | None = None, spent: tuple[int, str] | None = None) -> bool:
     with transaction.atomic():
         plan_id = Step.objects.filter(id=step_id).values_list("plan_id", flat=True).first()
         if plan_id is None:
@@ -367,16 +444,50 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
         if not moved:
             log.info("orchestrator.step.result_stale", extra={"step_id": str(step_id), "attempt": attempt})
             return False
+        if spent is not None:
+            _totals_add(plan, tokens=spent[0], cost=spent[1])
         if plan.status == PlanStatus.RUNNING:
             _advance(plan)
     return True
 
 
+def _totals_add(plan: Plan, *, tokens: int, cost: str) -> None:
+    """Add a call's tokens and cost to its plan's and its owner's running totals (the caller holds the
+    plan lock; the user's row is created on demand by an upsert, so concurrent plans cannot race it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Plan._meta.db_table} SET tokens_used = tokens_used + %s, "
+                       "cost_used = cost_used + %s::numeric WHERE id = %s", [tokens, cost, plan.id])
+        table = UserBudget._meta.db_table
+        cursor.execute(f"INSERT INTO {table} (user_id, tokens_used, cost_used) VALUES (%s, %s, %s::numeric) "
+                       f"ON CONFLICT (user_id) DO UPDATE SET tokens_used = {table}.tokens_used + EXCLUDED.tokens_used, "
+                       f"cost_used = {table}.cost_used + EXCLUDED.cost_used", [plan.owner_id, tokens, cost])
+
+
 def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None) -> bool:
-    """Record a result and start what it unblocks. False if this attempt is no longer current."""
+    """Record a result and start what it unblocks. False if this attempt is no longer current.
+
+    ``usage`` (``prompt_tokens``, ``completion_tokens``, ``cost`` as a decimal string, ``model``) is stored
+    on the step and added to the plan's and the owner's totals in the same transaction."""
     json.dumps(output)  # raises TypeError before anything is written if the output is not JSON-safe
-    return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED,
-                     fields={"output": Sql("%s", (Jsonb(output),)), "usage": usage})
+    fields: dict[str, Any] = {"output": Sql("%s", (Jsonb(output),)), "usage": usage}
+    spent = None
+    if usage:
+        prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+        cost = str(usage.get("cost") or "0")
+        fields.update(prompt_tokens=prompt, completion_tokens=completion, cost=Sql("%s::numeric", (cost,)))
+        spent = (prompt + completion, cost)
+    return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED, fields=fields, spent=spent)
+
+
+def step_output_chunk(*, step_id: uuid.UUID, attempt: int, text: str) -> None:
+    """Record a batch of streamed output as a ``step.output`` event (short transaction); nothing if this
+    attempt is no longer the running one."""
+    with transaction.atomic():
+        step = Step.objects.filter(id=step_id, attempt=attempt, status=StepStatus.RUNNING).values(
+            "plan_id", "key").first()
+        if step is not None:
+            events_record(plan_id=step["plan_id"], items=[("step.output", step["key"],
+                                                           {"attempt": attempt, "text": text})])
 
 
 def step_fail(*, step_id: uuid.UUID, attempt: int, code: str, message: str) -> bool:
@@ -423,7 +534,7 @@ def reconcile(*, now: datetime | None = None) -> dict[str, int]:
                                                                          "max_attempts")[:1000]:
         counts["lease_expired"] += _step_lost(step_id, plan_id, attempt, max_attempts)
 
-    active = Step.objects.filter(plan=OuterRef("pk"), status__in=STEP_ACTIVE)
+    active = Step.objects.filter(plan=OuterRef("pk"), status__in=[*STEP_ACTIVE, StepStatus.WAITING])
     for plan_id in Plan.objects.filter(status=PlanStatus.RUNNING).exclude(Exists(active)).values_list("id",
                                                                                                   flat=True):
         plan_advance(plan_id=plan_id)

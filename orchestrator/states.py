@@ -9,10 +9,12 @@ from common.errors import Conflict
 
 class StepStatus(models.TextChoices):
     PENDING = "pending"  # waiting for its dependencies
+    WAITING = "waiting"  # its dependencies are done; it waits for people (an approval), holding no worker
     QUEUED = "queued"  # its message is (or should be) on the broker; `attempt` names the delivery
     RUNNING = "running"  # claimed by a worker, its agent is being called
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    REJECTED = "rejected"  # a person (or an approval's default decision) said no
     CANCELLED = "cancelled"  # the plan was cancelled, or a dependency failed so it can never run
 
 
@@ -27,13 +29,16 @@ class PlanStatus(models.TextChoices):
 S, P = StepStatus, PlanStatus
 
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
-    S.PENDING: frozenset({S.QUEUED, S.CANCELLED}),
+    S.PENDING: frozenset({S.QUEUED, S.WAITING, S.CANCELLED}),
+    # waiting -> queued: approved; -> rejected / failed: rejected, or timed out with that default.
+    S.WAITING: frozenset({S.QUEUED, S.REJECTED, S.FAILED, S.CANCELLED}),
     # queued -> queued: the reconciler sends a message again that was probably lost.
     S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED}),
     # running -> queued: the worker was lost (lease expired); a new attempt goes out.
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.QUEUED, S.CANCELLED}),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),
+    S.REJECTED: frozenset(),
     S.CANCELLED: frozenset(),
 }
 
@@ -46,7 +51,9 @@ PLAN_TRANSITIONS: dict[PlanStatus, frozenset[PlanStatus]] = {
 }
 
 STEP_ACTIVE = frozenset({S.QUEUED, S.RUNNING})
-STEP_TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
+STEP_TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED})
+# A step that ended this way dooms the steps that depend on it, and fails the plan.
+STEP_UNSUCCESSFUL = frozenset({S.FAILED, S.REJECTED, S.CANCELLED})
 PLAN_TERMINAL = frozenset({P.SUCCEEDED, P.FAILED, P.CANCELLED})
 
 

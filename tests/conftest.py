@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.conf import settings
 
+from tests.agents.fakes import AgentFakes
 from tests.fakes import FakeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +31,16 @@ def fake_server() -> Iterator[FakeServer]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def agent_fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentFakes]:
+    """Fake LLM providers, agent service and MCP server (tests/agents/fakes.py), and their agents."""
+    fakes = AgentFakes(tmp_path_factory.mktemp("agent-fakes"))
+    yield fakes
+    fakes.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def test_agents(fake_server: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+def test_agents(fake_server: FakeServer, agent_fakes: AgentFakes, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Agents that talk to the fake servers, layered over the shipped agents.yaml."""
     from agents import registry
 
@@ -47,10 +56,12 @@ agents:
     kind: http
     url: {fake_server.url}/agent
     timeout: 10
+    allow_private: true
   remote_flaky:
     kind: http
     url: {fake_server.url}/agent
     timeout: 1
+    allow_private: true
   held:
     kind: python
     callable: agents.builtin.echo
@@ -59,11 +70,18 @@ agents:
     kind: python
     callable: agents.builtin.fail
 """)
-    files = os.pathsep.join([str(ROOT / "agents.yaml"), str(path)])
+    # No shipped approval policies in tests: each test that wants one creates it (ApprovalPolicy rows).
+    from approvals import policies
+
+    no_policies = path.parent / "approvals.test.yaml"
+    no_policies.write_text("policies: {}\n")
+    os.environ["APPROVALS_FILE"] = str(no_policies)
+    settings.APPROVALS_FILE = no_policies
+    policies._yaml_policies.cache_clear()
+    files = os.pathsep.join([str(ROOT / "agents.yaml"), str(path), str(agent_fakes.agents_file)])
     os.environ["AGENTS_FILE"] = files
     settings.AGENTS_FILE = files
-    registry.specs.cache_clear()
-    registry.agent.cache_clear()
+    registry.reload()
     return files
 
 

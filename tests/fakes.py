@@ -39,6 +39,7 @@ PLANS: dict[str, str] = {
 class FakeServer:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.webhooks: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         server = self
 
@@ -65,6 +66,10 @@ class FakeServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if self.path == "/agent":
                     self._agent(body)
+                elif self.path == "/webhook":
+                    with server.lock:
+                        server.webhooks.append(body)
+                    self._json(200, {"ok": True})
                 elif self.path == "/v1/chat/completions":
                     self._chat(body)
                 else:
@@ -77,7 +82,8 @@ class FakeServer:
                 step_input = body.get("input") or {}
                 time.sleep(float(step_input.get("sleep", 0)))
                 status = int(step_input.get("status", 200))
-                self._json(status, {"answer": f"handled {body.get('step')}", "context": sorted(body["context"])}
+                self._json(status, {"answer": f"handled {body.get('step')}", "context": sorted(body["context"]),
+                                    "input": step_input}
                            if status == 200 else {"detail": f"status {status} as asked"})
 
             def _chat(self, body: dict[str, Any]) -> None:

@@ -1,0 +1,156 @@
+"""The approval queue in the Django admin: pending first, bulk approve / reject, and a decision page
+where an approver reads what the step will receive, edits its input and leaves a comment.
+
+Only users with the "decide approval" permission see the queue; every decision goes through
+``approvals.services.approval_decide`` (the same rules as the API: quorum, no self-approval, one outcome).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+from approvals import services
+from approvals.models import Approval, ApprovalPolicy, ApprovalStatus
+from common.errors import DomainError
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "enabled", "agent", "template", "step_key", "min_risk", "min_cost",
+                    "required_approvals", "allow_self_approval", "timeout_seconds", "on_timeout"]
+    list_filter = ["enabled", "on_timeout"]
+    search_fields = ["name", "agent", "template", "step_key"]
+
+
+@admin.register(Approval)
+class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["status_badge", "waiting", "request_short", "step_key", "agent", "policy", "votes",
+                    "deadline"]
+    list_display_links = ["status_badge", "step_key"]
+    list_filter = ["status", "agent", "policy"]
+    search_fields = ["plan_request", "step_key", "agent", "plan_id", "policy"]
+    actions = ["approve_selected", "reject_selected"]
+    change_form_template = "admin/approvals/approval/decide.html"
+
+    # --- who sees the queue ---
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(services.DECIDE_PERMISSION)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(services.DECIDE_PERMISSION)
+
+    def has_decide_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(services.DECIDE_PERMISSION)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    # --- the list ---
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Approval]:
+        pending_first = Case(When(status=ApprovalStatus.PENDING, then=Value(0)), default=Value(1),
+                             output_field=IntegerField())
+        return super().get_queryset(request).annotate(pending_first=pending_first)
+
+    def get_ordering(self, request: HttpRequest) -> list[str]:
+        return ["pending_first", "created_at"]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, approval: Approval) -> str:
+        colours = {"pending": "#b58100", "approved": "#2e7d32", "rejected": "#c62828", "failed": "#c62828",
+                   "cancelled": "#666"}
+        return format_html('<b style="color:{}">{}</b>', colours.get(approval.status, "#000"), approval.status)
+
+    @admin.display(description="age", ordering="created_at")
+    def waiting(self, approval: Approval) -> str:
+        return timesince(approval.created_at, approval.decided_at or timezone.now())
+
+    @admin.display(description="plan request")
+    def request_short(self, approval: Approval) -> str:
+        return approval.plan_request[:80]
+
+    @admin.display(description="approvals")
+    def votes(self, approval: Approval) -> str:
+        return f"{approval.votes.filter(approve=True).count()}/{approval.required_approvals}"
+
+    def _decide_many(self, request: HttpRequest, queryset: QuerySet[Approval], decision: str) -> None:
+        done, errors = 0, []
+        for approval in queryset:
+            try:
+                services.approval_decide(approval_id=approval.id, user=request.user, approve=decision == "approve")
+                done += 1
+            except DomainError as exc:
+                errors.append(f"{approval.step_key}: {exc.message}")
+        if done:
+            self.message_user(request, f"{decision}d {done} approval(s)", messages.SUCCESS)
+        for error in errors:
+            self.message_user(request, error, messages.ERROR)
+
+    @admin.action(description="Approve selected steps", permissions=["decide"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Approval]) -> None:
+        self._decide_many(request, queryset, "approve")
+
+    @admin.action(description="Reject selected steps", permissions=["decide"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Approval]) -> None:
+        self._decide_many(request, queryset, "reject")
+
+    # --- the decision page ---
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponseRedirect(reverse("admin:index"))
+        approval = self.get_object(request, object_id)
+        if approval is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        edited_text = request.POST.get("edited_input", "")
+        comment = request.POST.get("comment", "")
+        if request.method == "POST":
+            decision = request.POST.get("decision", "")
+            try:
+                edited = self._edited(approval, edited_text) if decision == "approve" else None
+                services.approval_decide(approval_id=approval.id, user=request.user, approve=decision == "approve",
+                                         edited_input=edited, comment=comment)
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, f"{approval.step_key}: {decision}d", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:approvals_approval_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Approve step {approval.step_key}?",
+            "approval": approval,
+            "input_json": edited_text or json.dumps(approval.edited_input or approval.input, indent=2),
+            "context_json": json.dumps(approval.context, indent=2),
+            "comment": comment,
+            "votes": approval.votes.select_related("user").order_by("created_at"),
+            "decidable": approval.status == ApprovalStatus.PENDING,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, self.change_form_template, context)
+
+    @staticmethod
+    def _edited(approval: Approval, text: str) -> dict[str, Any] | None:
+        """The edited input, or None when the approver left it as it was."""
+        if not text.strip():
+            return None
+        try:
+            edited = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise services.InvalidEdit(f"the input is not valid JSON: {exc}") from None
+        return None if edited == (approval.edited_input or approval.input) else edited
