@@ -16,6 +16,7 @@ urlpatterns = [
     path("health", health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("streams.urls")),  # live progress: SSE, snapshot, /plans/{id}/, login
     path("api/", include(router.urls)),
     path("workflow/<uuid:workflow_id>/approve", workflow_approve, name="workflow-approve"),
 ]

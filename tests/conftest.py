@@ -153,3 +153,87 @@ def wait_for_plan(plan_id: uuid.UUID, *, timeout: float = 30, statuses: tuple[st
         if time.monotonic() > deadline:
             raise AssertionError(f"plan {plan_id} still {plan.status} after {timeout}s")
         time.sleep(0.05)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup: None, test_agents: str) -> Iterator[str]:
+    """A real uvicorn process serving config.asgi on the test database (and the test Redis); yields its
+    base URL, e.g. ``http://127.0.0.1:41234``. Data a test commits (transactional tests) is what it serves."""
+    import httpx
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": _database_url_for(settings.DATABASES["default"]["NAME"]),
+           "AGENTS_FILE": test_agents, "ORCH_EMBEDDED": "1"}
+    log = open(ARTIFACTS / "asgi.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/accounts/login/", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the test ASGI server did not start; see {ARTIFACTS / 'asgi.log'}")
+        time.sleep(0.1)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/test.sh installs it); Playwright downloads nothing
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Playwright (sync API), shared by the session's browser tests."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium package")
+    # Playwright's sync API keeps an event loop in this thread; the tests' ORM calls are still plain sync code.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page per test (no shared cookies); closed after the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def browser_login(page: Any, base_url: str, user: Any) -> None:
+    """Give ``page`` a logged-in Django session for ``user`` (a real session row, no login form)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                               "url": base_url}])

@@ -2,7 +2,8 @@
 
 One threaded HTTP server on a free loopback port serves:
 
-* ``POST /agent``: an HTTP agent. Body ``input`` may hold ``sleep`` (seconds) and ``status`` (an HTTP status
+* ``POST /agent``: an HTTP agent. Body ``input`` may hold ``gate`` (a name: the call waits until the test
+  opens that gate, see :meth:`FakeServer.open_gate`), ``sleep`` (seconds) and ``status`` (an HTTP status
   to answer with). Each call is counted under its Idempotency-Key header (``GET /calls/<key>``).
 * ``POST /v1/chat/completions``: an OpenAI-compatible chat API. The planner's answer is chosen by a
   ``scenario:NAME`` word in the request text (see PLANS); other prompts get a plain text answer.
@@ -39,6 +40,7 @@ PLANS: dict[str, str] = {
 class FakeServer:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.gates: dict[str, threading.Event] = {}
         self.webhooks: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         server = self
@@ -80,6 +82,8 @@ class FakeServer:
                 with server.lock:
                     server.calls[key] += 1
                 step_input = body.get("input") or {}
+                if step_input.get("gate"):  # held until the test opens the gate (at most a minute)
+                    server.gate(str(step_input["gate"])).wait(timeout=60)
                 time.sleep(float(step_input.get("sleep", 0)))
                 status = int(step_input.get("status", 200))
                 self._json(status, {"answer": f"handled {body.get('step')}", "context": sorted(body["context"]),
@@ -99,6 +103,14 @@ class FakeServer:
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def gate(self, name: str) -> threading.Event:
+        """A gate that ``POST /agent`` calls with ``input.gate == name`` wait on until it is opened."""
+        with self.lock:
+            return self.gates.setdefault(name, threading.Event())
+
+    def open_gate(self, name: str) -> None:
+        self.gate(name).set()
 
     def call_count(self, key: str) -> int:
         with self.lock:

@@ -1,0 +1,251 @@
+"""The plan event stream: what a client sees of ``PlanEvent`` rows, and django-eventstream's adapters to them.
+
+One SSE channel per plan (``plan-<uuid>``). There is one copy of each event: the ``PlanEvent`` row that
+``services.events_record`` writes. ``PlanEventStorage`` serves those rows to django-eventstream (so a client
+resumes with ``Last-Event-ID`` from any event it saw, for as long as the plan exists, and the stream's ids are
+the rows' ids, the same ids the REST snapshot reports), and ``publish_on_commit`` announces new rows through
+the library's ``send_event`` once their transaction has committed (Redis pub/sub to every web process).
+
+The schema is documented in docs/events.md; ``payload`` is the only place that shapes an event for clients.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.db.models import Max, Min
+from django.http import HttpRequest
+from django.utils import timezone
+from django_eventstream.channelmanager import ChannelManagerBase
+from django_eventstream.event import Event
+from django_eventstream.storage import StorageBase
+
+from common.errors import NotFound
+from orchestrator.models import PlanEvent
+
+log = logging.getLogger("orchestrator")
+
+CHANNEL_PREFIX = "plan-"
+
+# The guide's event names, carried as ``alias`` by the events they stand for.
+ALIASES = {
+    "step.started": "agent_started",
+    "step.progress": "agent_update",
+    "step.output": "agent_update",
+    "step.succeeded": "agent_update",
+    "step.failed": "agent_update",
+    "step.retrying": "agent_update",
+    "approval.required": "approval_required",
+    "plan.completed": "complete",
+    "plan.failed": "complete",
+    "plan.cancelled": "complete",
+}
+
+# Keys whose values never leave the server in an event, at any depth: prompts, step inputs and credentials.
+# The owner reads a step's input and output through the REST API; the stream only says what happened.
+REDACTED_KEYS = frozenset({"prompt", "prompts", "messages", "system", "input", "context", "api_key",
+                           "authorization", "password", "secret", "token", "access_token", "headers"})
+REDACTED = "[redacted]"
+
+# How long a transaction that writes events may still be committing (see snapshot_cursor).
+SNAPSHOT_SETTLE_SECONDS = 5.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def channel_for(plan_id: uuid.UUID | str) -> str:
+    return f"{CHANNEL_PREFIX}{plan_id}"
+
+
+def plan_id_of(channel: str) -> uuid.UUID | None:
+    """The plan a channel belongs to, or None if it is not a plan channel."""
+    if not channel.startswith(CHANNEL_PREFIX):
+        return None
+    try:
+        return uuid.UUID(channel.removeprefix(CHANNEL_PREFIX))
+    except ValueError:
+        return None
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: REDACTED if k.lower() in REDACTED_KEYS else _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def payload(event: PlanEvent, *, actor_name: str | None = None) -> dict[str, Any]:
+    """An event as every client sees it (SSE ``data``, the terminal follower): plan id, step key, time,
+    monotonic id, type, the guide's alias, and the data with prompts, inputs and secrets redacted."""
+    body: dict[str, Any] = {
+        "id": event.id,
+        "plan_id": str(event.plan_id),
+        "step_key": event.step_key,
+        "type": event.type,
+        "time": event.created_at.isoformat(),
+        "data": _redact(event.data or {}),
+    }
+    if event.type in ALIASES:
+        body["alias"] = ALIASES[event.type]
+    if actor_name:
+        body["actor"] = actor_name
+    return body
+
+
+def events_after(*, plan_id: uuid.UUID, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    """The plan's stored events with an id above ``after_id``, oldest first, as payloads."""
+    rows = (PlanEvent.objects.filter(plan_id=plan_id, id__gt=after_id).select_related("actor").order_by("id"))
+    return [payload(e, actor_name=e.actor.get_username() if e.actor else None)
+            for e in (rows[:limit] if limit else rows)]
+
+
+def last_event_id(*, plan_id: uuid.UUID) -> int:
+    """The id of the plan's newest stored event (0 if none): where a client that loaded a snapshot resumes."""
+    return int(PlanEvent.objects.filter(plan_id=plan_id).aggregate(last=Max("id"))["last"] or 0)
+
+
+# --- publishing -------------------------------------------------------------------------------------------
+
+
+def publish_on_commit(events: Iterable[PlanEvent]) -> None:
+    """Announce freshly written events to live subscribers once the current transaction commits.
+
+    Never raises into the caller: the events are stored whatever happens to the announcement, and a client
+    that missed it catches up from storage (on reconnect, or when its web process resubscribes to Redis).
+    """
+    stored = list(events)
+    if stored:
+        transaction.on_commit(lambda: _publish(stored), robust=True)
+
+
+def _publish(events: list[PlanEvent]) -> None:
+    from django_eventstream import send_event
+
+    for event in events:
+        try:
+            send_event(channel_for(event.plan_id), event.type, payload(event, actor_name=_actor_name(event)))
+        except Exception:  # noqa: BLE001 - Redis down or the like: logged; clients recover from storage
+            log.warning("orchestrator.events.publish_failed", exc_info=True,
+                        extra={"plan_id": str(event.plan_id), "event_id": event.id, "type": event.type})
+            return  # the rest would fail the same way; they are stored
+
+
+def _actor_name(event: PlanEvent) -> str | None:
+    actor = event.actor if event.actor_id else None  # set on the instance by events_record: no query
+    return actor.get_username() if actor is not None else None
+
+
+# --- django-eventstream adapters --------------------------------------------------------------------------
+
+
+def _gives_back_connection(function: Callable[P, R]) -> Callable[P, R]:
+    """Return the pooled DB connection after the call (outside a transaction).
+
+    The stream's reads run on its request's own thread for as long as the client stays connected, and
+    Django only releases a request's connection when the response ends: without this, every open stream
+    would hold a connection and a few dozen viewers would drain the pool.
+    """
+
+    @wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
+
+    return wrapper
+
+
+class PlanEventStorage(StorageBase):  # type: ignore[misc]
+    """EVENTSTREAM_STORAGE_CLASS: the plan's ``PlanEvent`` rows are the stream's storage (no second copy).
+
+    Ids are ``PlanEvent`` ids: monotonic but not consecutive within a plan, so any id is a valid resume
+    point and there is nothing to trim (the rows are the audit trail, kept with the plan).
+    """
+
+    def append_event(self, channel: str, event_type: str, data: str) -> Event:
+        """Called by ``send_event`` with an event ``events_record`` has already stored and committed:
+        ``data`` is its payload (JSON), which carries the row's id. Writes nothing."""
+        return Event(channel, event_type, data, id=int(json.loads(data)["id"]))
+
+    @_gives_back_connection
+    def get_events(self, channel: str, last_id: int, limit: int = 100) -> list[Event]:
+        plan_id = plan_id_of(channel)
+        if plan_id is None:
+            return []
+        return [Event(channel, p["type"], json.dumps(p), id=p["id"])
+                for p in events_after(plan_id=plan_id, after_id=int(last_id), limit=limit)]
+
+    @_gives_back_connection
+    def get_current_id(self, channel: str) -> int:
+        plan_id = plan_id_of(channel)
+        return last_event_id(plan_id=plan_id) if plan_id else 0
+
+
+class PlanChannelManager(ChannelManagerBase):  # type: ignore[misc]
+    """EVENTSTREAM_CHANNELMANAGER_CLASS: a request streams the one plan named in its URL, and only the
+    plan's owner (or staff with orchestrator.view_plan) may read it. Checked again on every catch-up read."""
+
+    def get_channels_for_request(self, request: HttpRequest, view_kwargs: dict[str, Any]) -> set[str]:
+        return {channel_for(view_kwargs["plan_id"])}
+
+    @_gives_back_connection
+    def can_read_channel(self, user: AbstractBaseUser | None, channel: str) -> bool:
+        from orchestrator.selectors import plan_get
+
+        plan_id = plan_id_of(channel)
+        if user is None or plan_id is None:
+            return False
+        try:
+            plan_get(user=user, plan_id=plan_id)
+        except NotFound:
+            return False
+        return True
+
+    def is_channel_reliable(self, channel: str) -> bool:
+        return True
+
+
+def pending_approvals(*, plan_id: uuid.UUID, up_to_id: int | None = None) -> list[dict[str, Any]]:
+    """Approvals the plan's events say are still open (``approval.required`` with no ``approval.decided``
+    for the same approval id), oldest first: what a live page shows as links when it opens."""
+    rows = PlanEvent.objects.filter(plan_id=plan_id, type__in=("approval.required", "approval.decided"))
+    if up_to_id is not None:
+        rows = rows.filter(id__lte=up_to_id)
+    open_: dict[str, dict[str, Any]] = {}
+    for event in rows.order_by("id"):
+        approval_id = str((event.data or {}).get("approval_id", ""))
+        if event.type == "approval.required":
+            open_[approval_id] = {"approval_id": approval_id, "step_key": event.step_key,
+                                  "admin_url": event.data.get("admin_url", ""), "event_id": event.id}
+        else:
+            open_.pop(approval_id, None)
+    return list(open_.values())
+
+
+def snapshot_cursor(*, plan_id: uuid.UUID, settle_seconds: float = SNAPSHOT_SETTLE_SECONDS) -> int:
+    """Where a client that loads a snapshot now should stream from.
+
+    Event ids are allocated when a row is inserted, not when its transaction commits: two steps of a plan
+    claimed at the same moment can commit in the other order. So the newest id is not a safe place to
+    start: a sibling with a lower id may still be committing. This cursor stops before any event younger
+    than ``settle_seconds``; the few events after it that the snapshot already reflects are replayed on
+    top of it, which is harmless (each carries its step's state as of that event, in id order).
+    """
+    cutoff = timezone.now() - timedelta(seconds=settle_seconds)
+    young = PlanEvent.objects.filter(plan_id=plan_id, created_at__gte=cutoff).aggregate(first=Min("id"))["first"]
+    if young is None:
+        return last_event_id(plan_id=plan_id)
+    older = PlanEvent.objects.filter(plan_id=plan_id, id__lt=young).aggregate(last=Max("id"))["last"]
+    return int(older or 0)

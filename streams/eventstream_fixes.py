@@ -1,0 +1,123 @@
+"""Two fixes to django-eventstream 5.3.4, installed by ``install`` (AppConfig.ready).
+
+1. A Redis subscriber that survives Redis restarts. The library runs one subscriber task per web process
+   (``views.RedisListener``), started by the first SSE client. It has no error handling: once redis-py
+   gives up reconnecting, the task ends and live delivery in that process stops silently; and even when
+   redis-py reconnects by itself, what was published meanwhile is gone (pub/sub is at-most-once). Ours
+
+   * restarts after any failure, with a capped backoff, forever;
+   * after every (re)subscription, confirmed by Redis, wakes every open stream of this process to re-read
+     its plan's stored events from its last id, through the library's own catch-up path (a listener
+     flagged ``overflow`` re-reads storage). So nothing stored is missed while Redis was away.
+
+2. Catch-up reads that resume after what they sent. When a live event arrives while a stream reads storage,
+   the library tosses the queued event and reads again, but from the position the read started at: a
+   client with a Last-Event-ID gets the events of the first read twice, and a client without one skips
+   to the newest id and loses the tossed event. ``get_events_resuming`` records each read's position on
+   the request, which is where the library's own "more than one page" path already puts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+
+from django_eventstream import eventstream
+from django_eventstream.event import Event
+from django_eventstream.eventrequest import EventRequest
+from django_eventstream.eventresponse import EventResponse
+from django_eventstream.views import RedisListener, get_listener_manager
+
+log = logging.getLogger("streams")
+
+PUBSUB_CHANNEL = "events_channel"  # the library's one pub/sub channel (django_eventstream.eventstream)
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 2.0
+
+
+def streams_catch_up() -> int:
+    """Make every open stream of this process re-read its stored events from its last id; return how many.
+
+    Safe from the event loop's thread: it only flags listeners and wakes them (never blocks on a client).
+    """
+    manager = get_listener_manager()
+    with manager.lock:
+        listeners = {listener for group in manager.listeners_by_channel.values() for listener in group}
+        for listener in listeners:
+            listener.overflow = True
+    for listener in listeners:
+        listener.wake_threadsafe()
+    return len(listeners)
+
+
+class ResilientRedisListener(RedisListener):  # type: ignore[misc]
+    """The library's RedisListener with supervision and a catch-up after each (re)subscription."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backoff = BACKOFF_FIRST
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Run forever: listen, and after any failure wait a little, reconnect and listen again."""
+        self.task = asyncio.current_task()  # a strong reference: the library does not keep the task
+        while True:
+            try:
+                await self.listen()
+            except Exception:  # noqa: BLE001 - a supervisor: anything that ends the listener is retried
+                log.warning("streams.subscriber.lost", exc_info=True, extra={"retry_in": self.backoff})
+            await self._reset()
+            await asyncio.sleep(self.backoff)
+            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+
+    async def listen(self) -> None:
+        await self.pubsub.subscribe(PUBSUB_CHANNEL)
+        async for message in self.pubsub.listen():
+            if message["type"] == "subscribe":
+                # Redis confirmed the subscription (the first one, or redis-py's silent resubscribe after a
+                # reconnect): from here on nothing is lost, so whatever may have been is re-read from storage.
+                self.backoff = BACKOFF_FIRST
+                woken = streams_catch_up()
+                log.info("streams.subscriber.subscribed", extra={"streams_caught_up": woken})
+            elif message["type"] == "message":
+                self._deliver(message["data"])
+
+    def _deliver(self, raw: Any) -> None:
+        try:
+            message = json.loads(raw)
+            event = Event(message["channel"], message["event_type"], message["data"], id=message["pub_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("streams.subscriber.bad_message", extra={"raw": str(raw)[:200]})
+            return
+        get_listener_manager().add_to_queues(event.channel, event)
+
+    async def _reset(self) -> None:
+        try:
+            await self.pubsub.aclose()
+        except Exception:  # noqa: BLE001 - the connection is already broken; a new pubsub replaces it
+            log.debug("streams.subscriber.close_failed", exc_info=True)
+        self.pubsub = self.redis_client.pubsub()
+
+
+_library_get_events = eventstream.get_events
+
+
+def get_events_resuming(request: EventRequest, limit: int = 100, user: Any = None) -> EventResponse:
+    """The library's ``get_events``, leaving the request positioned after the events it returned (or, for a
+    client that gave no Last-Event-ID, at the id its stream started from)."""
+    response = _library_get_events(request, limit=limit, user=user)
+    for channel, position in response.channel_last_ids.items():
+        items = response.channel_items.get(channel)
+        request.channel_last_ids[channel] = items[-1].id if items else position
+    return response
+
+
+def install() -> None:
+    """Put both fixes in place (the stream looks ``get_events`` up each time a stream starts)."""
+    eventstream.get_events = get_events_resuming
+    if getattr(settings, "EVENTSTREAM_REDIS", None):
+        get_listener_manager().redis_listener = ResilientRedisListener()

@@ -1,0 +1,117 @@
+"""Live progress over HTTP: the SSE stream of a plan (django-eventstream), the snapshot a client loads
+before it, and the live plan page. Thin: authorization is ``selectors.plan_get``, events are
+``orchestrator.events``, streaming is the library's ``events`` view."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django_eventstream.views import events as eventstream_events
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from common.errors import NotFound
+from orchestrator import events, selectors
+from orchestrator.serializers import PlanDetailSerializer
+
+log = logging.getLogger("streams")
+
+# What a client may send back as Last-Event-ID (header) or ?lastEventId=: the id field it received
+# ("plan-<uuid>:<n>", the library's format) or a bare event id (e.g. a snapshot's last_event_id).
+_LAST_EVENT_ID = re.compile(r"^(?:plan-[0-9a-f-]{36}:)?(\d{1,19})$")
+
+
+def _error(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def _stream_user(request: HttpRequest) -> None:
+    """Session auth comes from the middleware; ``Authorization: Token`` is checked here (DRF's)."""
+    if not request.user.is_authenticated:
+        found = TokenAuthentication().authenticate(request)  # type: ignore[arg-type]
+        if found is not None:
+            request.user = found[0]
+
+
+def _normalise_last_event_id(request: HttpRequest, plan_id: uuid.UUID) -> str | None:
+    """Rewrite the resume point into the library's form; return an error message if it is not an id."""
+    channel = events.channel_for(plan_id)
+    header = request.META.get("HTTP_LAST_EVENT_ID")
+    params = [v for v in request.GET.getlist("lastEventId") if v]
+    given = header or (params[-1] if params else None)
+    if not given:
+        return None
+    match = _LAST_EVENT_ID.match(given)
+    if not match or (":" in given and not given.startswith(channel + ":")):
+        return f"Last-Event-ID must be an event id of this plan, not {given[:80]!r}"
+    request.META["HTTP_LAST_EVENT_ID"] = f"{channel}:{match.group(1)}"
+    return None
+
+
+@require_GET
+def plan_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
+    """GET /api/plans/{id}/events/ (and the guide's /workflow/{id}/stream): the plan's events over SSE.
+
+    Resumes after ``Last-Event-ID`` (or ``?lastEventId=``) with exactly the stored events after it; with
+    neither, starts at the plan's newest event. 401 without credentials, 404 for a plan the user may not
+    see (its existence is not revealed), 400 for a malformed resume id. Holds no DB connection while open.
+    """
+    try:
+        if "es-meta" in request.GET or "channel" in request.GET:
+            return _error("stream.bad_parameter", "es-meta and channel are not accepted here", 400)
+        try:
+            _stream_user(request)
+        except exceptions.AuthenticationFailed as exc:
+            return _error("authentication_failed", str(exc.detail), 401)
+        if not request.user.is_authenticated:
+            return _error("not_authenticated", "Authentication credentials were not provided.", 401)
+        try:
+            plan = selectors.plan_get(user=request.user, plan_id=plan_id)
+        except NotFound as exc:
+            return _error(exc.code, exc.message, exc.http_status)
+        problem = _normalise_last_event_id(request, plan.id)
+        if problem:
+            return _error("stream.bad_last_event_id", problem, 400)
+    finally:
+        connection.close()  # give the connection back: the response may stay open for hours
+    log.info("streams.stream.opened", extra={"plan_id": str(plan.id), "user_id": request.user.pk})
+    return eventstream_events(request, plan_id=str(plan.id))
+
+
+@extend_schema(responses=inline_serializer("PlanSnapshot", {
+    "last_event_id": serializers.IntegerField(),
+    "approvals": serializers.ListField(child=serializers.DictField()),
+    "plan": PlanDetailSerializer(),
+}))
+@api_view(["GET"])
+def plan_snapshot(request: Request, plan_id: uuid.UUID) -> Response:
+    """GET /api/plans/{id}/snapshot/: the plan with its steps, its open approvals, and ``last_event_id``,
+    where to start streaming. The id is read before the plan, so applying the events after it on top of
+    the snapshot can only bring it up to date."""
+    plan = selectors.plan_get(user=request.user, plan_id=plan_id)
+    cursor = events.snapshot_cursor(plan_id=plan.id)
+    plan = selectors.plan_get(user=request.user, plan_id=plan_id)  # read after the cursor, on purpose
+    return Response({"last_event_id": cursor, "approvals": events.pending_approvals(plan_id=plan.id),
+                     "plan": PlanDetailSerializer(plan).data})
+
+
+@login_required
+@require_GET
+def plan_page(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponse:
+    """GET /plans/{id}/: the live plan page (the DAG, coloured by state, updated over SSE)."""
+    try:
+        plan = selectors.plan_get(user=request.user, plan_id=plan_id)
+    except NotFound:
+        raise Http404("no such plan") from None
+    return render(request, "streams/plan_live.html", {"plan": plan})
