@@ -62,13 +62,10 @@ class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     # --- the list ---
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Approval]:
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
         pending_first = Case(When(status=ApprovalStatus.PENDING, then=Value(0)), default=Value(1),
                              output_field=IntegerField())
-        return super().get_queryset(request).annotate(pending_first=pending_first)
-
-    def get_ordering(self, request: HttpRequest) -> list[str]:
-        return ["pending_first", "created_at"]
+        return [pending_first.asc(), "created_at"]
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, approval: Approval) -> str:

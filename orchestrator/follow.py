@@ -9,19 +9,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from django.conf import settings
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from orchestrator.models import Plan, Step
+from orchestrator.models import Plan, PlanEvent, Step
 from orchestrator.selectors import plan_events_after
 from orchestrator.states import PLAN_TERMINAL
 
 COLOURS = {"pending": "grey50", "queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
-           "cancelled": "magenta", "planning": "cyan", "completed": "green"}
+           "cancelled": "magenta", "planning": "cyan", "completed": "green", "waiting": "bold bright_magenta",
+           "rejected": "red", "required": "bold bright_magenta", "decided": "green"}
 
 
 @dataclass
@@ -50,8 +54,19 @@ def _steps(plan: Plan) -> list[Step]:
     return list(Step.objects.filter(plan=plan).order_by("queued_at", "key"))
 
 
-def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: float | None = None) -> Plan:
-    """Render the plan until it ends (or ``timeout`` seconds pass); return it as it then stands."""
+def approval_help(event: PlanEvent) -> str:
+    """Where a person decides a waiting step: the admin page and the API call."""
+    site = settings.SITE_URL
+    return (f"  step {event.step_key!r} waits for approval ({event.data.get('reason', '')}).\n"
+            f"    admin: {site}{event.data.get('admin_url', '')}\n"
+            f"    API:   curl -X POST {site}{event.data.get('api_url', '')} -H 'Authorization: Token $TOKEN'")
+
+
+def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: float | None = None,
+           on_event: Callable[[PlanEvent], None] | None = None) -> Plan:
+    """Render the plan until it ends (or ``timeout`` seconds pass); return it as it then stands.
+
+    ``on_event`` sees every event as it is read (``--auto-approve`` uses it)."""
     deadline = time.monotonic() + timeout if timeout else None
     plan = Plan.objects.get(id=plan_id)
     last_id = 0
@@ -65,6 +80,11 @@ def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: 
             events = plan_events_after(plan_id=plan.id, after_id=last_id)
             if events:
                 last_id = events[-1].id
+            for event in events:
+                if event.type == "approval.required":
+                    console.print(approval_help(event), highlight=False)
+                if on_event is not None:
+                    on_event(event)
             if live:
                 live.update(_table(plan, _steps(plan)))
             else:

@@ -15,11 +15,13 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 $PY manage.py migrate --verbosity 0
+# The shipped policy (approvals.yaml) gates the synthesis step: the demo shows the pause, and --auto-approve
+# approves it as "cli-approver" so the run is unattended (leave it out to approve in the admin yourself).
 # Agents answer offline (no API key needed) after ~1.5 s, so the parallel branches are easy to see.
 export OFFLINE_LATENCY_MS=${OFFLINE_LATENCY_MS:-1500}
 .venv/bin/celery -A config worker -Q agents,scheduler -P threads -c 16 -n demo@%h \
-  --loglevel WARNING --logfile .run/demo-worker.log &
+  --loglevel INFO > .run/demo-worker.log 2>&1 &
 worker_pid=$!
 echo "Running the research workflow (worker log: .run/demo-worker.log)"
-$PY manage.py orchestrate "${DEMO_REQUEST:-How do solid-state batteries compare with lithium-ion ones?}" \
-  --template research --follow --timeout 120
+LOG_LEVEL=WARNING $PY manage.py orchestrate "${DEMO_REQUEST:-How do solid-state batteries compare with lithium-ion ones?}" \
+  --template research --follow --timeout 120 --auto-approve

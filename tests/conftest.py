@@ -62,6 +62,11 @@ agents:
     url: {fake_server.url}/agent
     timeout: 1
     allow_private: true
+  remote_patient:  # for calls a test holds at a gate for a while (tests/streams)
+    kind: http
+    url: {fake_server.url}/agent
+    timeout: 60
+    allow_private: true
   held:
     kind: python
     callable: agents.builtin.echo
@@ -105,6 +110,7 @@ def celery_worker(django_db_setup: None, test_agents: str) -> Iterator[str]:
          "-c", "16", "-n", name, "--loglevel", os.environ.get("TEST_WORKER_LOGLEVEL", "WARNING"), "--without-mingle", "--without-gossip"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
+    _WORKER["started"] = True
     deadline = time.monotonic() + 60
     while not app.control.ping(destination=[name], timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -116,6 +122,30 @@ def celery_worker(django_db_setup: None, test_agents: str) -> Iterator[str]:
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+_WORKER = {"started": False}
+
+
+@pytest.fixture(autouse=True)
+def _settle_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Once a test worker runs, a transactional test waits at its end until no step is queued or running
+    (except on the "held" queue, which no worker consumes): the database is emptied between tests, and a
+    TRUNCATE racing a step that is still being recorded deadlocks."""
+    marker = request.node.get_closest_marker("django_db")
+    if not (marker and marker.kwargs.get("transaction")):
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # so this teardown runs before the flush
+    yield
+    if not _WORKER["started"]:
+        return
+    from orchestrator.models import Step
+
+    deadline = time.monotonic() + 30
+    busy = Step.objects.filter(status__in=["queued", "running"]).exclude(agent="held")
+    while busy.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @pytest.fixture
