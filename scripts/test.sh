@@ -6,4 +6,6 @@ export ORCH_RUN_DIR="${ORCH_RUN_DIR:-$PWD/.run/test}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" "$ORCH_RUN_DIR"
 trap '.venv/bin/python -m config.services stop >/dev/null 2>&1 || true' EXIT
+# The browser tests drive Debian's Chromium through Playwright (which downloads no browser of its own).
+command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 .venv/bin/python -m pytest "$@"
