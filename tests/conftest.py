@@ -62,11 +62,6 @@ agents:
     url: {fake_server.url}/agent
     timeout: 1
     allow_private: true
-  remote_patient:  # for calls a test holds at a gate for a while (tests/streams)
-    kind: http
-    url: {fake_server.url}/agent
-    timeout: 60
-    allow_private: true
   held:
     kind: python
     callable: agents.builtin.echo
@@ -203,6 +198,7 @@ def asgi_server(django_db_setup: None, test_agents: str) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": _database_url_for(settings.DATABASES["default"]["NAME"]),
            "AGENTS_FILE": test_agents, "ORCH_EMBEDDED": "1"}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests' own process, never the server's
     log = open(ARTIFACTS / "asgi.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
