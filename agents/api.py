@@ -1,19 +1,30 @@
-"""What other apps may call: list and describe agents, and run one with retries on transient errors."""
+"""What other apps may call: list and describe agents, estimate a call, and run one with retries on
+transient errors, behind its circuit breaker, concurrency limit and rate limits (shared in Redis)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from tenacity import RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-from tenacity import Retrying
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity.stop import stop_base
 
-from agents import registry
+from agents import limits, registry
 from agents.base import AgentCall, AgentResult, AgentSpec, Usage
-from agents.errors import AgentError, TransientAgentError, UnknownAgent
+from agents.costs import BudgetCheck, Estimate, Totals, budget_check, cost_of, priced
+from agents.errors import AgentError, CircuitOpen, EgressRefused, TransientAgentError, UnknownAgent
+from agents.kinds.llm import LlmAgent
 
-__all__ = ["AgentCall", "AgentError", "AgentResult", "AgentSpec", "Usage", "UnknownAgent",
-           "agent_get", "agent_list", "agent_run"]
+__all__ = ["AgentCall", "AgentError", "AgentResult", "AgentSpec", "AgentStatus", "BudgetCheck", "Estimate",
+           "Totals", "Usage", "UnknownAgent", "agent_breaker_reset", "agent_estimate", "agent_get", "agent_list", "agent_run",
+           "agent_status", "budget_check"]
+
+log = logging.getLogger("agents")
 
 RetryHook = Callable[[int, TransientAgentError, float], None]
 
@@ -30,6 +41,57 @@ def agent_get(name: str) -> AgentSpec:
         raise UnknownAgent(f"no agent named {name!r}") from None
 
 
+# --- estimates ------------------------------------------------------------------------------------------
+
+
+def agent_estimate(name: str, input: dict[str, Any], context: dict[str, Any] | None = None) -> Estimate:
+    """A conservative upper bound of one call of agent ``name``: prompt tokens (3 characters a token)
+    plus the agent's max_tokens, priced by the price table. Agents that use no LLM estimate zero.
+    Raises UnknownAgent."""
+    agent_get(name)
+    target = registry.agent(name)
+    if not isinstance(target, LlmAgent):
+        return Estimate(0, Decimal(0))
+    prompt = target.prompt_tokens_bound(input, context or {})
+    return Estimate(prompt + target.max_tokens, cost_of(target.model, prompt, target.max_tokens))
+
+
+# --- status ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """An agent and how it is doing: ``health`` is ``healthy`` (breaker closed, no recent failures),
+    ``degraded`` (failures, or a trial call pending) or ``unavailable`` (breaker open)."""
+
+    spec: AgentSpec
+    breaker: limits.BreakerState
+    in_flight: int | None
+
+    @property
+    def health(self) -> str:
+        if self.breaker.state == "open":
+            return "unavailable"
+        return "degraded" if self.breaker.state == "half_open" or self.breaker.failures else "healthy"
+
+
+def agent_status(name: str) -> AgentStatus:
+    """Raises UnknownAgent."""
+    spec = agent_get(name)
+    in_flight = limits.slots_in_use(name) if spec.max_concurrency else None
+    return AgentStatus(spec, limits.breaker_state(name), in_flight)
+
+
+def agent_breaker_reset(name: str) -> None:
+    """Close an agent's breaker by hand. Raises UnknownAgent."""
+    agent_get(name)
+    limits.breaker_reset(name)
+    log.warning("agents.breaker.reset", extra={"agent": name})
+
+
+# --- running --------------------------------------------------------------------------------------------
+
+
 _backoff = wait_exponential_jitter(multiplier=0.5, max=20, jitter=0.5)
 
 
@@ -40,13 +102,56 @@ def _wait(state: RetryCallState) -> float:
     return max(float(retry_after), _backoff(state))
 
 
-def agent_run(*, name: str, call: AgentCall, on_retry: RetryHook | None = None) -> AgentResult:
-    """Run agent ``name``; retry only TransientAgentError, up to AGENT_RETRY_ATTEMPTS tries in all.
+class _stop_on_long_retry_after(stop_base):
+    """Give up at once when the server asks for a longer wait than AGENT_RETRY_AFTER_MAX: a worker
+    thread should not sleep for an hour; the step fails with the error's code instead."""
 
-    Must not be called inside a database transaction: it waits on the network. Raises AgentError.
-    """
-    target = registry.agent(name)
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return float(getattr(exc, "retry_after", None) or 0) > settings.AGENT_RETRY_AFTER_MAX
 
+
+def _limited(spec: AgentSpec, target: Any, call: AgentCall) -> AgentResult:
+    """One try under the agent's concurrency limit and rate limits (waiting at most the call's timeout)."""
+    limit = registry.rate_limits().get(spec.rate_limit or "")
+    reserved = 0
+    if limit is not None and limit.requests_per_minute:
+        limits.rate_acquire(f"{limit.name}:requests", per_minute=limit.requests_per_minute, burst=limit.burst,
+                            wait=call.timeout)
+    if limit is not None and limit.tokens_per_minute and isinstance(target, LlmAgent):
+        reserved = target.prompt_tokens_bound(call.input, call.context) + target.max_tokens
+        limits.rate_acquire(f"{limit.name}:tokens", per_minute=limit.tokens_per_minute,
+                            burst=max(limit.burst, limit.tokens_per_minute // 60), cost=reserved, wait=call.timeout)
+    with limits.concurrency_slot(spec.name, limit=spec.max_concurrency, lease=call.timeout + 30,
+                                 wait=call.timeout):
+        result: AgentResult = target.run(call)
+    if reserved and limit is not None and limit.tokens_per_minute:
+        used = result.usage.total_tokens if result.usage else 0
+        limits.rate_refund(f"{limit.name}:tokens", per_minute=limit.tokens_per_minute, cost=reserved - used)
+    return result
+
+
+def _attempt(spec: AgentSpec, call: AgentCall) -> AgentResult:
+    """One try behind the breaker: refused while it is open (CircuitOpen), and its outcome recorded.
+    Transient errors count as failures; an answer, even a refusal (4xx), shows the agent is up."""
+    config = limits.BreakerConfig.of(spec.breaker)
+    if not limits.breaker_allow(spec.name, trial_lease=call.timeout + 5):
+        raise CircuitOpen(f"agent {spec.name!r} is failing: its circuit breaker is open")
+    try:
+        result = _limited(spec, registry.agent(spec.name), call)
+    except TransientAgentError:
+        limits.breaker_record(spec.name, ok=False, config=config)
+        raise
+    except (CircuitOpen, EgressRefused):
+        raise
+    except AgentError:
+        limits.breaker_record(spec.name, ok=True, config=config)
+        raise
+    limits.breaker_record(spec.name, ok=True, config=config)
+    return result
+
+
+def _run_one(spec: AgentSpec, call: AgentCall, on_retry: RetryHook | None) -> AgentResult:
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if on_retry is not None and isinstance(exc, TransientAgentError) and state.next_action:
@@ -54,9 +159,44 @@ def agent_run(*, name: str, call: AgentCall, on_retry: RetryHook | None = None) 
 
     retrying = Retrying(
         retry=retry_if_exception_type(TransientAgentError),
-        stop=stop_after_attempt(settings.AGENT_RETRY_ATTEMPTS),
+        stop=stop_after_attempt(spec.retries or settings.AGENT_RETRY_ATTEMPTS) | _stop_on_long_retry_after(),
         wait=_wait,
         before_sleep=before_sleep,
         reraise=True,
     )
-    return retrying(target.run, call)
+    return retrying(_attempt, spec, call)
+
+
+def agent_run(*, name: str, call: AgentCall, on_retry: RetryHook | None = None) -> AgentResult:
+    """Run agent ``name``; retry only TransientAgentError (timeouts, connection errors, 429 after its
+    Retry-After, 5xx), up to the agent's ``retries`` or AGENT_RETRY_ATTEMPTS tries in all, with
+    exponential backoff and jitter.
+
+    While the agent's breaker is open its ``fallback`` runs instead (and that one's, in turn), also for
+    the call whose failure opened it; with no fallback the call fails at once with ``agent.circuit_open``.
+    The result's ``usage`` carries its cost from the price table; ``agent`` names the agent that answered.
+
+    Must not be called inside a database transaction: it waits on the network. Raises AgentError.
+    """
+    tried: list[str] = []
+    while True:
+        spec = agent_get(name)
+        tried.append(name)
+        started = time.monotonic()
+        try:
+            result = _run_one(spec, call, on_retry)
+        except (CircuitOpen, TransientAgentError) as exc:
+            # Fall back while the breaker is open, also when this very call's failure opened it.
+            if spec.fallback is None or spec.fallback in tried:
+                raise
+            if not isinstance(exc, CircuitOpen) and limits.breaker_state(name).state != "open":
+                raise
+            log.warning("agents.fallback", extra={"agent": name, "fallback": spec.fallback,
+                                                  "step_id": call.step_id})
+            name = spec.fallback
+            continue
+        log.info("agents.call.done", extra={"agent": name, "step_id": call.step_id,
+                                            "seconds": round(time.monotonic() - started, 3)})
+        usage = priced(result.usage) if result.usage is not None else None
+        return replace(result, usage=usage, agent=name)
+

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ClassVar
+
+ChunkHook = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """An agent as configured in agents.yaml: its name, kind and kind-specific options."""
+    """An agent as configured in agents.yaml: its name, kind and kind-specific options.
+
+    ``fallback`` runs instead while this agent's circuit breaker is open; ``max_concurrency`` caps its
+    calls in flight across all workers; ``rate_limit`` names a shared limit in agents.yaml's ``rate_limits``
+    (an ``llm`` agent defaults to its provider's); ``retries`` overrides AGENT_RETRY_ATTEMPTS.
+    """
 
     name: str
     kind: str
@@ -17,12 +26,21 @@ class AgentSpec:
     capabilities: tuple[str, ...] = ()
     queue: str = "agents"
     timeout: float = 120.0
+    fallback: str | None = None
+    max_concurrency: int | None = None
+    rate_limit: str | None = None
+    retries: int | None = None
+    breaker: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class AgentCall:
-    """What a step hands its agent. ``context`` holds the outputs of the step's dependencies by key."""
+    """What a step hands its agent. ``context`` holds the outputs of the step's dependencies by key.
+
+    ``on_chunk``, when given, receives text as it streams in (LLM tokens, SSE / NDJSON chunks); the
+    caller batches it. An agent that does not stream never calls it.
+    """
 
     plan_id: str
     step_id: str
@@ -31,19 +49,38 @@ class AgentCall:
     input: dict[str, Any]
     context: dict[str, Any]
     timeout: float
+    on_chunk: ChunkHook | None = field(default=None, compare=False, repr=False)
+
+    def chunk(self, text: str) -> None:
+        if self.on_chunk is not None and text:
+            self.on_chunk(text)
 
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens one call used; ``cost`` is filled in by ``agents.api`` from the price table."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
+    cost: Decimal = Decimal(0)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "model": self.model, "cost": str(self.cost)}
 
 
 @dataclass(frozen=True)
 class AgentResult:
+    """``agent`` is the agent that answered: the one asked for, or its fallback."""
+
     output: Any
     usage: Usage | None = None
+    agent: str = ""
 
 
 class Agent(ABC):

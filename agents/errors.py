@@ -36,3 +36,22 @@ class TransientAgentError(AgentError):
 
 class AgentTimeout(TransientAgentError):
     code = "agent.timeout"
+
+
+class CircuitOpen(AgentError):
+    """The agent's circuit breaker is open (it failed repeatedly) and it has no fallback: fail fast."""
+
+    code = "agent.circuit_open"
+
+
+class EgressRefused(AgentError):
+    """The SSRF guard refused an address: a host not allow-listed, or a private / loopback /
+    link-local (cloud metadata) address the agent was not allowed to reach. Never retried."""
+
+    code = "agent.egress_refused"
+
+
+class AgentToolError(AgentError):
+    """An MCP tool answered with ``isError``."""
+
+    code = "agent.tool_error"

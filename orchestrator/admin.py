@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from orchestrator.models import Plan, PlanEvent, Step
+from orchestrator.models import Plan, PlanEvent, Step, UserBudget
 
 
 class ReadOnly:
@@ -40,7 +40,8 @@ class EventInline(ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Plan)
 class PlanAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["request_short", "owner", "template", "status", "created_at", "finished_at"]
+    list_display = ["request_short", "owner", "template", "status", "tokens_used", "cost_used", "created_at",
+                    "finished_at"]
     list_filter = ["status", "template"]
     search_fields = ["request", "id"]
     date_hierarchy = "created_at"
@@ -54,7 +55,18 @@ class PlanAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Step)
 class StepAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["key", "plan", "agent", "status", "attempt", "started_at", "finished_at", "error_code"]
+    list_display = ["key", "plan", "agent", "status", "attempt", "prompt_tokens", "completion_tokens", "cost",
+                    "started_at", "finished_at", "error_code"]
     list_filter = ["status", "agent"]
     search_fields = ["key", "plan__id", "plan__request"]
     list_select_related = ["plan"]
+
+
+@admin.register(UserBudget)
+class UserBudgetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Running totals are read-only (the services add each call's usage); budgets may be set here."""
+
+    list_display = ["user", "tokens_used", "cost_used", "budget_tokens", "budget_cost"]
+    readonly_fields = ["tokens_used", "cost_used"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]

@@ -11,7 +11,8 @@ class StepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = Step
         fields = ["id", "key", "agent", "status", "depends_on", "input", "output", "attempt", "error_code",
-                  "error_message", "usage", "queued_at", "started_at", "finished_at"]
+                  "error_message", "usage", "prompt_tokens", "completion_tokens", "cost", "queued_at",
+                  "started_at", "finished_at"]
 
 
 class PlanSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -20,7 +21,9 @@ class PlanSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = Plan
         fields = ["id", "owner", "request", "template", "inputs", "status", "result", "error_code",
-                  "error_message", "created_at", "started_at", "finished_at"]
+                  "error_message", "created_at", "started_at", "finished_at", "tokens_used", "cost_used",
+                  "budget_tokens", "budget_cost"]
+        read_only_fields = ["tokens_used", "cost_used"]
 
 
 class PlanDetailSerializer(PlanSerializer):
@@ -42,6 +45,11 @@ class PlanCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     template = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     inputs = serializers.DictField(required=False, default=dict)
     steps = StepInputSerializer(many=True, required=False)
+    budget_tokens = serializers.IntegerField(required=False, min_value=0,
+                                             help_text="over it, a step waits for approval to exceed")
+    budget_cost = serializers.DecimalField(required=False, max_digits=14, decimal_places=6, min_value=0)
+    cap_tokens = serializers.IntegerField(required=False, min_value=0, help_text="a hard cap: never passed")
+    cap_cost = serializers.DecimalField(required=False, max_digits=14, decimal_places=6, min_value=0)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("template") and attrs.get("steps") is not None:

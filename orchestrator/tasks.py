@@ -16,6 +16,7 @@ from django.db import connection
 
 from agents.api import AgentCall, AgentError, agent_run
 from agents.errors import TransientAgentError
+from agents.streaming import ChunkBuffer
 from orchestrator import services
 from orchestrator.queues import Queue
 
@@ -36,8 +37,15 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
         return
     # Give the pooled connection back while the agent waits on the network (maybe for minutes).
     connection.close()
+
+    def record_output(text: str) -> None:
+        services.step_output_chunk(step_id=claimed.id, attempt=attempt, text=text)
+        connection.close()
+
+    output = ChunkBuffer(record_output)  # streamed text -> a few step.output events a second
     call = AgentCall(plan_id=str(claimed.plan_id), step_id=str(claimed.id), step_key=claimed.key,
-                     attempt=attempt, input=claimed.input, context=claimed.context, timeout=claimed.timeout)
+                     attempt=attempt, input=claimed.input, context=claimed.context, timeout=claimed.timeout,
+                     on_chunk=output.add)
 
     def on_retry(try_number: int, exc: TransientAgentError, delay: float) -> None:
         services.step_retrying(step_id=claimed.id, attempt=attempt, code=exc.code, message=exc.message,
@@ -46,6 +54,7 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
 
     try:
         result = agent_run(name=claimed.agent, call=call, on_retry=on_retry)
+        output.close()
     except AgentError as exc:
         services.step_fail(step_id=claimed.id, attempt=attempt, code=exc.code, message=exc.message)
         return
@@ -54,12 +63,11 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
         services.step_fail(step_id=claimed.id, attempt=attempt, code="agent.crashed",
                            message=f"{type(exc).__name__}: {exc}")
         return
-    usage = None
-    if result.usage is not None:
-        usage = {"prompt_tokens": result.usage.prompt_tokens,
-                 "completion_tokens": result.usage.completion_tokens, "model": result.usage.model}
+    usage = result.usage.as_dict() if result.usage is not None else {}
+    if result.agent != claimed.agent:
+        usage["agent"] = result.agent  # its fallback answered
     try:
-        services.step_succeed(step_id=claimed.id, attempt=attempt, output=result.output, usage=usage)
+        services.step_succeed(step_id=claimed.id, attempt=attempt, output=result.output, usage=usage or None)
     except TypeError as exc:
         services.step_fail(step_id=claimed.id, attempt=attempt, code="agent.bad_output",
                            message=f"the agent's output is not JSON: {exc}")

@@ -1,0 +1,128 @@
+"""The SSRF guard for outgoing agent calls: which hosts and addresses an agent may reach.
+
+A request may go only to an allow-listed host name (the agent's own URL's host, its ``allowed_hosts``,
+settings.AGENT_ALLOWED_HOSTS; ``*`` there means any host). The name is resolved here, every address it
+resolves to is checked, and the connection goes to the checked address (the URL's host is replaced by
+it; the Host header and TLS SNI keep the name), so a second, different DNS answer cannot slip past.
+Redirects are followed by httpx through the same transport, so every hop is checked the same way.
+
+Addresses that are not public (loopback, private, CGNAT, unspecified, multicast, reserved) are refused
+unless the agent says ``allow_private: true`` or lists their network (``allow_private: [10.1.0.0/16]``,
+settings.AGENT_PRIVATE_NETWORKS). Link-local addresses (169.254.0.0/16 with the cloud metadata service,
+fe80::/10) are refused even with ``allow_private: true``: only a listed network lets them through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from agents.errors import AgentConfigError, EgressRefused
+
+log = logging.getLogger("agents")
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    hosts: frozenset[str]
+    networks: tuple[IpNetwork, ...] = ()
+    allow_private: bool = False
+
+    @classmethod
+    def for_agent(cls, name: str, url: str, options: dict[str, Any]) -> EgressPolicy:
+        """The policy of one agent from its options and the settings. Raises AgentConfigError."""
+        host = httpx.URL(url).host.lower()
+        hosts = {host, *(h.lower() for h in options.get("allowed_hosts") or ()),
+                 *(h.lower() for h in settings.AGENT_ALLOWED_HOSTS)}
+        allow = options.get("allow_private", False)
+        listed = list(settings.AGENT_PRIVATE_NETWORKS) + (list(allow) if isinstance(allow, list) else [])
+        try:
+            networks = tuple(ipaddress.ip_network(n, strict=False) for n in listed)
+        except ValueError as exc:
+            raise AgentConfigError(f"agent {name!r}: bad network in allow_private: {exc}") from exc
+        return cls(frozenset(hosts), networks, allow is True)
+
+    def check_host(self, host: str) -> None:
+        if "*" not in self.hosts and host.lower() not in self.hosts:
+            raise EgressRefused(f"host {host!r} is not on the agent's allow-list")
+
+    def check_address(self, host: str, address: IpAddress) -> None:
+        """Raises EgressRefused unless ``address`` is public or explicitly allowed."""
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.is_global and not address.is_multicast:
+            return
+        if any(address in network for network in self.networks):
+            return
+        if self.allow_private and not address.is_link_local:
+            return
+        kind = "link-local (cloud metadata)" if address.is_link_local else "private or loopback"
+        raise EgressRefused(f"{host!r} resolves to {address}, a {kind} address the agent may not reach")
+
+
+def resolve(host: str, port: int) -> list[IpAddress]:
+    """Every address ``host`` resolves to: an IP literal as is, settings.AGENT_HOSTS (static
+    name -> address pins, like curl's --resolve), else the system resolver. Raises EgressRefused."""
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    pinned = settings.AGENT_HOSTS.get(host.lower().rstrip("."))
+    if pinned:
+        return [ipaddress.ip_address(pinned)]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise EgressRefused(f"cannot resolve {host!r}: {exc}") from exc
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+def checked_address(policy: EgressPolicy, host: str, port: int) -> IpAddress:
+    """The address to connect to: every address of ``host`` must pass, the first is used."""
+    policy.check_host(host)
+    addresses = resolve(host, port)
+    for address in addresses:
+        policy.check_address(host, address)
+    return addresses[0]
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """An httpx transport that connects only to addresses the policy allows (see the module doc)."""
+
+    def __init__(self, policy: EgressPolicy, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.policy = policy
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise EgressRefused(f"scheme {url.scheme!r} is not allowed")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            address = checked_address(self.policy, url.host, port)
+        except EgressRefused as exc:
+            log.warning("agents.egress.refused", extra={"url": str(url), "reason": exc.message})
+            raise
+        # A copy aimed at the checked address: the caller's request keeps its URL, so httpx resolves a
+        # relative redirect against the name, and the next hop is checked by name again.
+        extensions = {**request.extensions, **({"sni_hostname": url.host} if url.scheme == "https" else {})}
+        pinned = httpx.Request(request.method, url.copy_with(host=str(address)), headers=request.headers,
+                               stream=request.stream, extensions=extensions)
+        return super().handle_request(pinned)
+
+
+def guarded_client(policy: EgressPolicy, *, timeout: float, headers: dict[str, str] | None = None,
+                   max_redirects: int = 5) -> httpx.Client:
+    """An httpx client whose every request and redirect hop passes the SSRF guard."""
+    return httpx.Client(transport=GuardedTransport(policy), timeout=timeout, headers=headers,
+                        follow_redirects=True, max_redirects=max_redirects)
+

@@ -1,0 +1,68 @@
+"""GET /api/agents/ and the guide's GET /agents: the registry with health and breaker state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from agents import limits
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def test_agents_are_listed_with_kind_capabilities_queue_health_and_breaker(user: Any) -> None:
+    response = client_for(user).get("/api/agents/")
+
+    assert response.status_code == 200
+    agents = {a["name"]: a for a in response.json()}
+    assert agents["reasoning_agent"]["kind"] == "llm"
+    assert "logic" in agents["reasoning_agent"]["capabilities"]
+    assert agents["reasoning_agent"]["queue"] == "agents"
+    assert agents["mcp_stdio"]["kind"] == "mcp"
+    assert agents["flaky"]["fallback"] == "flaky_backup"
+    assert {"health", "breaker"} <= set(agents["echo"])
+
+
+def test_an_open_breaker_shows_as_unavailable(user: Any) -> None:
+    limits.breaker_reset("service_ndjson")
+    for _ in range(3):
+        limits.breaker_record("service_ndjson", ok=False, config=limits.BreakerConfig(3, 60))
+    try:
+        agent = client_for(user).get("/api/agents/service_ndjson/").json()
+    finally:
+        limits.breaker_reset("service_ndjson")
+
+    assert agent["health"] == "unavailable"
+    assert agent["breaker"]["state"] == "open" and agent["breaker"]["failures"] == 3
+
+
+def test_the_guides_path_lists_the_same_agents(user: Any) -> None:
+    client = client_for(user)
+
+    assert client.get("/agents").json() == client.get("/api/agents/").json()
+
+
+def test_an_unknown_agent_is_a_404_with_a_code(user: Any) -> None:
+    response = client_for(user).get("/api/agents/nope/")
+
+    assert response.status_code == 404 and response.json()["error"]["code"] == "agent.unknown"
+
+
+def test_without_a_token_it_is_401() -> None:
+    assert APIClient().get("/api/agents/").status_code == 401
+
+
+def test_the_admin_shows_the_agents_page(admin_client: Any) -> None:
+    response = admin_client.get("/admin/agents/agentboard/")
+
+    assert response.status_code == 200
+    assert b"reasoning_agent" in response.content and b"breaker" in response.content

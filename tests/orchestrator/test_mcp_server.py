@@ -1,0 +1,96 @@
+"""The orchestrator as an MCP server: the SDK's own client starts a plan and reads it back over stdio
+(``manage.py mcp_server``) and streamable HTTP, with the REST API's token and permissions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+from django.conf import settings
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from rest_framework.authtoken.models import Token
+
+from tests.conftest import ROOT, _database_url_for, wait_for_plan
+
+T = TypeVar("T")
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.usefixtures("idle_worker")]
+
+
+def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """anyio.run on a thread of its own: the thread running the tests may already have a loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, fn, *args).result()
+
+
+def server_for(token: str) -> StdioServerParameters:
+    env = {"ORCH_MCP_TOKEN": token, "ORCH_EMBEDDED": "1", "REDIS_URL": settings.REDIS_URL,
+           "DATABASE_URL": _database_url_for(settings.DATABASES["default"]["NAME"]),
+           "AGENTS_FILE": str(settings.AGENTS_FILE), "APPROVALS_FILE": str(getattr(settings, "APPROVALS_FILE", "")),
+           "ORCH_RUN_DIR": os.environ["ORCH_RUN_DIR"], "LOG_LEVEL": "ERROR", "PATH": os.environ.get("PATH", "")}
+    return StdioServerParameters(command=sys.executable, args=["manage.py", "mcp_server"], env=env, cwd=str(ROOT))
+
+
+def test_an_mcp_client_starts_a_plan_and_reads_it_back(user: Any) -> None:
+    token = Token.objects.create(user=user).key
+    steps = [{"key": "a", "agent": "echo", "input": {"n": 1}}, {"key": "b", "agent": "echo", "depends_on": ["a"]}]
+
+    async def session() -> tuple[list[str], dict[str, Any], dict[str, Any], Any]:
+        async with Client(server_for(token)) as client:
+            tools = sorted(t.name for t in (await client.list_tools()).tools)
+            started = await client.call_tool("plan_start", {"request": "over MCP", "steps": steps})
+            plan_id = started.structured_content["id"]
+            await anyio.to_thread.run_sync(lambda: wait_for_plan(plan_id))
+            read = await client.call_tool("plan_get", {"plan_id": plan_id})
+            missing = await client.call_tool("plan_get", {"plan_id": "00000000-0000-0000-0000-000000000000"})
+            return tools, started.structured_content, read.structured_content, missing
+
+    tools, started, read, missing = run_async(session)
+
+    assert {"plan_start", "plan_get", "agents_list", "approvals_pending", "approval_decide"} <= set(tools)
+    assert started["owner"] == user.username and [s["key"] for s in started["steps"]] == ["a", "b"]
+    assert read["id"] == started["id"] and read["status"] == "succeeded"
+    assert read["result"] == {"input": {}, "from": ["a"]}
+    assert missing.is_error and "not_found" in missing.content[0].text
+
+
+def test_over_http_each_request_needs_a_valid_token(user: Any) -> None:
+    token = Token.objects.create(user=user).key
+    env = {**server_for(token).env, "ORCH_MCP_TOKEN": ""}  # over HTTP the token comes with each request
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "manage.py", "mcp_server", "--http", "--port", str(port)], cwd=ROOT,
+                              env={**os.environ, **env})
+
+    async def call(key: str) -> Any:
+        http = create_mcp_http_client(headers={"Authorization": f"Token {key}"})
+        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
+            return await client.call_tool("agents_list", {})
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the MCP HTTP server did not start"
+                time.sleep(0.1)
+        refused, listed = run_async(call, "wrong"), run_async(call, token)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+    assert refused.is_error and "auth.failed" in refused.content[0].text
+    assert not listed.is_error and "echo" in {a["name"] for a in listed.structured_content["result"]}
