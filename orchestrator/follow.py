@@ -80,19 +80,18 @@ def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: 
             events = plan_events_after(plan_id=plan.id, after_id=last_id)
             if events:
                 last_id = events[-1].id
-            for event in events:
-                if event.type == "approval.required":
-                    console.print(approval_help(event), highlight=False)
-                if on_event is not None:
-                    on_event(event)
             if live:
                 live.update(_table(plan, _steps(plan)))
-            else:
-                for event in events:
+            for event in events:
+                if not live:
                     offset = (event.created_at - plan.created_at).total_seconds()
                     colour = COLOURS.get(event.type.split(".")[-1], "white")
                     console.print(f"  +{offset:6.2f}s  {event.step_key or '(plan)':<18} "
                                   f"[{colour}]{event.type}[/]{_detail(event.data)}", highlight=False)
+                if event.type == "approval.required":
+                    console.print(approval_help(event), highlight=False)
+                if on_event is not None:
+                    on_event(event)
             if plan.status in PLAN_TERMINAL or (deadline and time.monotonic() > deadline):
                 return plan
             time.sleep(poll)
