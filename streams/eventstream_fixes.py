@@ -1,4 +1,4 @@
-"""Two fixes to django-eventstream 5.3.4, installed by ``install`` (AppConfig.ready).
+"""Three fixes to django-eventstream 5.3.4, installed by ``install`` (AppConfig.ready).
 
 1. A Redis subscriber that survives Redis restarts. The library runs one subscriber task per web process
    (``views.RedisListener``), started by the first SSE client. It has no error handling: once redis-py
@@ -10,7 +10,14 @@
      its plan's stored events from its last id, through the library's own catch-up path (a listener
      flagged ``overflow`` re-reads storage). So nothing stored is missed while Redis was away.
 
-2. Catch-up reads that resume after what they sent. When a live event arrives while a stream reads storage,
+2. A listener that falls behind catches up from storage alone. The library queues at most 10 live events
+   per stream; on overflow it still sends the queued ones, then re-reads storage after the last of them.
+   But ids are not commit-ordered across concurrent workers, so a dropped event can have a lower id than
+   a queued one, and is then never sent (a plan of 40 parallel steps lost events for 1 of 10 of 500
+   clients). Here a queue holds up to PENDING_MAX events (a burst of a big plan fits), and on overflow
+   it is emptied: the stream re-reads storage from the last event it actually sent.
+
+3. Catch-up reads that resume after what they sent. When a live event arrives while a stream reads storage,
    the library tosses the queued event and reads again, but from the position the read started at: a
    client with a Last-Event-ID gets the events of the first read twice, and a client without one skips
    to the newest id and loses the tossed event. ``get_events_resuming`` records each read's position on
@@ -24,19 +31,19 @@ import json
 import logging
 from typing import Any
 
-from django.conf import settings
-
 from django_eventstream import eventstream
 from django_eventstream.event import Event
 from django_eventstream.eventrequest import EventRequest
 from django_eventstream.eventresponse import EventResponse
-from django_eventstream.views import RedisListener, get_listener_manager
+from django_eventstream import views
+from django_eventstream.views import ListenerManager, RedisListener, get_listener_manager
 
 log = logging.getLogger("streams")
 
 PUBSUB_CHANNEL = "events_channel"  # the library's one pub/sub channel (django_eventstream.eventstream)
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
+PENDING_MAX = 500  # live events queued per stream before it is sent to storage to catch up (~0.5 KB each)
 
 
 def streams_catch_up() -> int:
@@ -103,6 +110,32 @@ class ResilientRedisListener(RedisListener):  # type: ignore[misc]
         self.pubsub = self.redis_client.pubsub()
 
 
+class CatchUpListenerManager(ListenerManager):  # type: ignore[misc]
+    """The library's ListenerManager with our subscriber and the overflow rule above."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.redis_listener is not None:
+            self.redis_listener = ResilientRedisListener()
+
+    def add_to_queues(self, channel: str, event: Event) -> None:
+        """Queue a live event for this process's streams of ``channel``. Never blocks on a client."""
+        wake = []
+        with self.lock:
+            for listener in self.listeners_by_channel.get(channel, ()):
+                if listener.overflow:
+                    continue  # already behind: it re-reads storage when it next runs
+                items = listener.channel_items.setdefault(channel, [])
+                if len(items) < PENDING_MAX:
+                    items.append(event)
+                else:
+                    listener.channel_items = {}
+                    listener.overflow = True
+                wake.append(listener)
+        for listener in wake:
+            listener.wake_threadsafe()
+
+
 _library_get_events = eventstream.get_events
 
 
@@ -117,7 +150,7 @@ def get_events_resuming(request: EventRequest, limit: int = 100, user: Any = Non
 
 
 def install() -> None:
-    """Put both fixes in place (the stream looks ``get_events`` up each time a stream starts)."""
+    """Put the fixes in place before any stream starts (the library looks its listener manager and
+    ``get_events`` up at each use)."""
     eventstream.get_events = get_events_resuming
-    if getattr(settings, "EVENTSTREAM_REDIS", None):
-        get_listener_manager().redis_listener = ResilientRedisListener()
+    views.listener_manager = CatchUpListenerManager()
