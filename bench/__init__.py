@@ -1,0 +1,1 @@
+"""Benchmarks of the orchestrator's core (``make bench`` -> bench/RESULTS.md). See bench/run.py."""

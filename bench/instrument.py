@@ -1,0 +1,74 @@
+"""Wall-clock timers around the orchestrator's service functions in a worker (``BENCH_PROFILE=1``).
+
+The harness adds ``-I bench.instrument`` to workers when BENCH_PROFILE is set (and runs py-spy on them).
+Once the worker is ready, the functions below are wrapped; at shutdown a table of calls, total and mean
+wall time is written to ``$BENCH_TIMINGS``. ``plan lock held`` is from the plan row lock being taken
+(``_plan_locked`` returned) to its transaction's commit. Nothing here changes behaviour.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+
+SERVICES = ["step_claim", "_step_end", "_plan_locked", "steps_transition", "events_record", "_advance",
+            "_finish", "_send_steps", "plan_advance"]
+_totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+_mutex = threading.Lock()
+
+
+def _add(name: str, seconds: float) -> None:
+    with _mutex:
+        _totals[name][0] += 1
+        _totals[name][1] += seconds
+
+
+def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _add(name, time.perf_counter() - t0)
+    return wrapper
+
+
+@worker_ready.connect
+def install(**_: Any) -> None:
+    from django.db import transaction
+
+    from orchestrator import services, tasks
+
+    for name in SERVICES:
+        setattr(services, name, _timed(name, getattr(services, name)))
+    tasks.agent_run = _timed("agent_run", tasks.agent_run)
+    locked = services._plan_locked
+
+    def plan_locked(plan_id: Any) -> Any:
+        plan = locked(plan_id)
+        taken = time.perf_counter()
+        transaction.on_commit(lambda: _add("plan lock held", time.perf_counter() - taken))
+        return plan
+    services._plan_locked = plan_locked
+    run_step = tasks.run_step.run
+    tasks.run_step.run = _timed("run_step", run_step)  # type: ignore[method-assign]
+
+
+@worker_shutdown.connect
+def dump(**_: Any) -> None:
+    path = os.environ.get("BENCH_TIMINGS")
+    if not path:
+        return
+    lines = [f"{'function':<20} {'calls':>7} {'total s':>9} {'mean ms':>9}"]
+    for name, (calls, total) in sorted(_totals.items(), key=lambda item: -item[1][1]):
+        lines.append(f"{name:<20} {int(calls):>7} {total:>9.3f} {total / calls * 1000:>9.2f}")
+    Path(path).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,96 @@
+"""I/O-bound: a plan of 200 parallel steps, each an ``http`` agent POSTing to a local endpoint (a
+ThreadingHTTPServer in the bench process, 127.0.0.1) that answers after 1 s, on ONE worker process
+(``-P threads -c 200``, DB pool of 20 connections). Makespan = plan.finished_at - plan.started_at
+(started_at is set when the plan is stored, before its steps are queued). Median of 3 runs after a warm-up.
+Target <= 3 s.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from bench.harness import Harness, Result, Worker
+
+WIDTH = 200
+LATENCY = 1.0
+CONCURRENCY = 200
+DB_POOL = 20  # connections of the worker; with the bench's own 10, well under Postgres' 100
+REPEATS = 3
+
+
+class SlowHandler(BaseHTTPRequestHandler):
+    """Answers any POST with ``{"ok": true}`` after LATENCY seconds."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(LATENCY)
+        body = json.dumps({"ok": True}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the default backlog of 5 would drop SYNs from 200 simultaneous calls
+
+
+@dataclass
+class Run:
+    makespan: float  # plan.finished_at - plan.started_at
+    last_start: float  # the last step's claim, from plan.started_at
+    worker_cpu: float  # CPU seconds the worker used for this plan
+
+
+def once(h: Harness, worker: Worker) -> Run:
+    from orchestrator.services import plan_create
+
+    steps = [{"key": f"call{i}", "agent": "bench_slow_http", "input": {"i": i}} for i in range(WIDTH)]
+    cpu = h.cpu_seconds(worker)["worker"]
+    plan = plan_create(owner=h.user, request="bench io-bound", steps=steps)
+    plan = h.wait_plan(plan.id, timeout=120)
+    time.sleep(0.2)  # let the last acks settle before reading the worker's CPU time
+    start = plan.started_at.timestamp()
+    last_start = max(started for _, started, _ in h.steps_timing(plan.id)) - start
+    return Run(plan.finished_at.timestamp() - start, last_start, h.cpu_seconds(worker)["worker"] - cpu)
+
+
+def run(h: Harness) -> list[Result]:
+    server = Server(("127.0.0.1", 0), SlowHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        h.use_agents("io_bound", f"""
+agents:
+  bench_slow_http:
+    kind: http
+    url: http://127.0.0.1:{server.server_address[1]}/agent
+    timeout: 30
+    allow_private: true  # the SSRF guard refuses loopback otherwise
+""")
+        with h.worker("io-bound", concurrency=CONCURRENCY, env={"DB_POOL_MAX_SIZE": str(DB_POOL)}) as worker:
+            once(h, worker)  # warm-up
+            runs = [once(h, worker) for _ in range(REPEATS)]
+    finally:
+        server.shutdown()
+        server.server_close()
+    median = statistics.median(run.makespan for run in runs)
+    return [
+        Result.at_most("I/O-bound: 200 x 1 s HTTP calls, makespan", median, "s", 3.0,
+                       f"one worker -P threads -c {CONCURRENCY}, DB pool {DB_POOL}; runs "
+                       + ", ".join(f"{run.makespan:.2f}" for run in runs) + " s"),
+        Result.info("I/O-bound: last step claimed after", statistics.median(run.last_start for run in runs), "s",
+                    "from plan.started_at: how long it took to get all 200 calls going"),
+        Result.info("I/O-bound: worker CPU per step", statistics.median(run.worker_cpu for run in runs)
+                    / WIDTH * 1000, "ms", "one process: its threads share one GIL"),
+    ]
