@@ -44,11 +44,11 @@ def _free_port() -> int:
 def web_server() -> Iterator[str]:
     """One uvicorn process on the bench's database and Redis; yields its base URL."""
     port = _free_port()
-    log = open(WORK_DIR / "uvicorn-sse.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                                "--port", str(port), "--log-level", "warning", "--no-access-log",
-                                "--backlog", "4096"], cwd=ROOT, env=dict(os.environ), stdout=log,
-                               stderr=subprocess.STDOUT)
+    with open(WORK_DIR / "uvicorn-sse.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application", "--host",
+                                    "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+                                    "--backlog", "4096"], cwd=ROOT, env=dict(os.environ), stdout=log,
+                                   stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -68,7 +68,6 @@ def web_server() -> Iterator[str]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
 
 
 async def _follow(client: httpx.AsyncClient, url: str, token: str, connected: asyncio.Event | None,
@@ -142,8 +141,8 @@ def run(h: Harness) -> list[Result]:
     h.use_agents("sse", "agents:\n  held_bench:\n    kind: python\n    callable: agents.builtin.noop\n"
                         "    queue: held\n")
     token = Token.objects.get_or_create(user=h.user)[0].key
-    chain = [{"key": f"c{i}", "agent": "noop", **({"depends_on": [f"c{i - 1}"]} if i else {})} for i in range(CHAIN)]
-    fan = [{"key": f"p{i}", "agent": "noop"} for i in range(FANOUT_WIDTH)]
+    chain: list[dict[str, Any]] = [{"key": f"c{i}", "agent": "noop", **({"depends_on": [f"c{i - 1}"]} if i else {})} for i in range(CHAIN)]
+    fan: list[dict[str, Any]] = [{"key": f"p{i}", "agent": "noop"} for i in range(FANOUT_WIDTH)]
     fan.append({"key": "join", "agent": "noop", "depends_on": [f"p{i}" for i in range(FANOUT_WIDTH)]})
     latencies: list[float] = []
     with h.worker("sse", concurrency=8, env={"DB_POOL_MAX_SIZE": "8"}), web_server() as url:

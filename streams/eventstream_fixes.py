@@ -31,12 +31,15 @@ import json
 import logging
 from typing import Any
 
-from django_eventstream import eventstream
-from django_eventstream.event import Event
-from django_eventstream.eventrequest import EventRequest
-from django_eventstream.eventresponse import EventResponse
-from django_eventstream import views
-from django_eventstream.views import ListenerManager, RedisListener, get_listener_manager
+from django_eventstream import eventstream, views  # type: ignore[import-untyped]
+from django_eventstream.event import Event  # type: ignore[import-untyped]
+from django_eventstream.eventrequest import EventRequest  # type: ignore[import-untyped]
+from django_eventstream.eventresponse import EventResponse  # type: ignore[import-untyped]
+from django_eventstream.views import (  # type: ignore[import-untyped]
+    ListenerManager,
+    RedisListener,
+    get_listener_manager,
+)
 
 log = logging.getLogger("streams")
 
@@ -66,6 +69,7 @@ class ResilientRedisListener(RedisListener):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
+        self.pubsub: Any = self.pubsub
         self.backoff = BACKOFF_FIRST
         self.task: asyncio.Task[None] | None = None
 
@@ -75,7 +79,7 @@ class ResilientRedisListener(RedisListener):  # type: ignore[misc]
         while True:
             try:
                 await self.listen()
-            except Exception:  # noqa: BLE001 - a supervisor: anything that ends the listener is retried
+            except Exception:
                 log.warning("streams.subscriber.lost", exc_info=True, extra={"retry_in": self.backoff})
             await self._reset()
             await asyncio.sleep(self.backoff)
@@ -105,7 +109,7 @@ class ResilientRedisListener(RedisListener):  # type: ignore[misc]
     async def _reset(self) -> None:
         try:
             await self.pubsub.aclose()
-        except Exception:  # noqa: BLE001 - the connection is already broken; a new pubsub replaces it
+        except Exception:
             log.debug("streams.subscriber.close_failed", exc_info=True)
         self.pubsub = self.redis_client.pubsub()
 
@@ -115,6 +119,7 @@ class CatchUpListenerManager(ListenerManager):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
+        self.redis_listener: Any
         if self.redis_listener is not None:
             self.redis_listener = ResilientRedisListener()
 

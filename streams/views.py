@@ -7,13 +7,21 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from typing import cast
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+)
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from django_eventstream.views import events as eventstream_events
+from django_eventstream.views import events as eventstream_events  # type: ignore[import-untyped]
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import TokenAuthentication
@@ -77,7 +85,7 @@ def plan_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return _error("not_authenticated", "Authentication credentials were not provided.", 401)
         try:
-            plan = selectors.plan_get(user=request.user, plan_id=plan_id)
+            plan = selectors.plan_get(user=cast(AbstractBaseUser, request.user), plan_id=plan_id)
         except NotFound as exc:
             return _error(exc.code, exc.message, exc.http_status)
         problem = _normalise_last_event_id(request, plan.id)
@@ -99,9 +107,10 @@ def plan_snapshot(request: Request, plan_id: uuid.UUID) -> Response:
     """GET /api/plans/{id}/snapshot/: the plan with its steps, its open approvals, and ``last_event_id``,
     where to start streaming. The id is read before the plan, so applying the events after it on top of
     the snapshot can only bring it up to date."""
-    plan = selectors.plan_get(user=request.user, plan_id=plan_id)
+    user = cast(AbstractBaseUser, request.user)  # IsAuthenticated
+    plan = selectors.plan_get(user=user, plan_id=plan_id)
     cursor = events.snapshot_cursor(plan_id=plan.id)
-    plan = selectors.plan_get(user=request.user, plan_id=plan_id)  # read after the cursor, on purpose
+    plan = selectors.plan_get(user=user, plan_id=plan_id)  # read after the cursor, on purpose
     return Response({"last_event_id": cursor, "approvals": events.pending_approvals(plan_id=plan.id),
                      "plan": PlanDetailSerializer(plan).data})
 
@@ -111,7 +120,7 @@ def plan_snapshot(request: Request, plan_id: uuid.UUID) -> Response:
 def plan_page(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponse:
     """GET /plans/{id}/: the live plan page (the DAG, coloured by state, updated over SSE)."""
     try:
-        plan = selectors.plan_get(user=request.user, plan_id=plan_id)
+        plan = selectors.plan_get(user=cast(AbstractBaseUser, request.user), plan_id=plan_id)
     except NotFound:
         raise Http404("no such plan") from None
     return render(request, "streams/plan_live.html", {"plan": plan})

@@ -41,7 +41,7 @@ class SseClient:
             self.body = self._response.read()
 
     def _read(self) -> None:
-        kind, event_id, data = "message", None, []
+        kind, event_id, data = "message", None, []  # type: tuple[str, str | None, list[str]]
         try:
             for line in self._response.iter_lines():
                 if line == "":

@@ -20,7 +20,7 @@ from rest_framework.authtoken.models import Token
 from config import services as embedded
 from orchestrator import services
 from orchestrator.models import PlanEvent, Step
-from orchestrator.states import PlanStatus, StepStatus
+from orchestrator.states import PlanStatus
 from tests.conftest import ARTIFACTS, wait_for_plan
 from tests.fakes import FakeServer
 from tests.streams.sse import SseClient, SseEvent
