@@ -33,6 +33,9 @@ class Plan(models.Model):
     cost_used = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     budget_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # Hard caps: a step whose estimate would pass one fails instead of running; no approval overrides it.
+    cap_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    cap_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -67,6 +70,9 @@ class Step(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    # The upper bound estimated when it became ready: reserved against budgets while it is queued or running.
+    estimated_tokens = models.PositiveBigIntegerField(default=0)
+    estimated_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     worker = models.CharField(max_length=255, blank=True)
@@ -118,6 +124,8 @@ class UserBudget(models.Model):
     cost_used = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     budget_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cap_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    cap_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
 
     def __str__(self) -> str:
         return f"budget of {self.user}"

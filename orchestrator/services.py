@@ -30,15 +30,15 @@ from celery import current_app, group
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from agents.api import AgentError, agent_get
+from agents.api import AgentError, Estimate, Totals, agent_estimate, agent_get, budget_check
 from approvals import api as approvals
 from common.errors import Conflict, NotFound
 from orchestrator import planning
-from orchestrator.models import Plan, PlanEvent, Step, UserBudget
+from orchestrator.models import Plan, PlanEvent, Step, UserBudget, UserBudget
 from orchestrator.planning import PlanInvalid, StepSpec
 from orchestrator.states import (
     PLAN_TERMINAL,
@@ -221,8 +221,12 @@ def _risk(spec: StepSpec) -> str:
 
 
 def plan_create(*, owner: AbstractBaseUser, request: str, template: str = "",
-                inputs: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None) -> Plan:
+                inputs: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None,
+                budget_tokens: int | None = None, budget_cost: Decimal | None = None,
+                cap_tokens: int | None = None, cap_cost: Decimal | None = None) -> Plan:
     """Create a plan from a template, from explicit steps, or (neither given) by the LLM planner.
+
+    Budgets (``budget_*``) make a step that would exceed them wait for approval; caps (``cap_*``) refuse it.
 
     Template and explicit plans are validated whole before anything is stored (raises PlanInvalid);
     an LLM plan starts in ``planning`` and is validated by ``plan_generate``. Roots go out on commit.
@@ -235,7 +239,9 @@ def plan_create(*, owner: AbstractBaseUser, request: str, template: str = "",
         specs = planning.render(planning.parse_steps(steps), inputs)
         planning.validate(specs, known_agents=planning.known_agents())
     with transaction.atomic():
-        plan = Plan.objects.create(owner=owner, request=request, template=template, inputs=inputs)
+        plan = Plan.objects.create(owner=owner, request=request, template=template, inputs=inputs,
+                                   budget_tokens=budget_tokens, budget_cost=budget_cost, cap_tokens=cap_tokens,
+                                   cap_cost=cap_cost)
         events_record(plan_id=plan.id, items=[("plan.created", "", {"template": template})], actor=owner)
         if specs is None:
             transaction.on_commit(lambda: current_app.send_task(PLAN_GENERATE_TASK, args=(str(plan.id),)))
@@ -275,7 +281,7 @@ def plan_generate(*, plan_id: uuid.UUID) -> None:
             _start(plan, specs)
 
 
-def _finish(plan: Plan, status: dict[str, str]) -> None:
+def _finish(plan: Plan) -> None:
     failed = (Step.objects.filter(plan=plan, status__in=[StepStatus.FAILED, StepStatus.REJECTED])
               .order_by("finished_at").values("key", "error_code", "error_message").first())
     if failed:
@@ -283,11 +289,28 @@ def _finish(plan: Plan, status: dict[str, str]) -> None:
         _plan_transition(plan, PlanStatus.FAILED, error_code=failed["error_code"], error_message=message,
                          data={"step": failed["key"], "code": failed["error_code"]})
         return
-    dependencies = set().union(*Step.objects.filter(plan=plan).values_list("depends_on", flat=True))
-    sinks = [key for key in status if key not in dependencies]
+    keys_and_deps = list(Step.objects.filter(plan=plan).values_list("key", "depends_on"))
+    dependencies = set().union(*(deps for _, deps in keys_and_deps))
+    sinks = [key for key, _ in keys_and_deps if key not in dependencies]
     outputs = dict(Step.objects.filter(plan=plan, key__in=sinks).values_list("key", "output"))
     result = outputs[sinks[0]] if len(sinks) == 1 else outputs
     _plan_transition(plan, PlanStatus.SUCCEEDED, result=result)
+
+
+def _advance_after_success(plan: Plan, key: str) -> None:
+    """Under the plan lock, after step ``key`` succeeded: start the dependents it completed, or finish the
+    plan if nothing is left. Looks only at those dependents (not the whole plan): the common path."""
+    dependents = Step.objects.filter(plan=plan, status=StepStatus.PENDING, depends_on__contains=[key])
+    ready = [step_id for step_id, deps in dependents.values_list("id", "depends_on")
+             if not Step.objects.filter(plan=plan, key__in=deps).exclude(status=StepStatus.SUCCEEDED).exists()]
+    if ready:
+        ready, refused = _gate(plan, ready)
+        _dispatch_on_commit(steps_transition(step_ids=ready, to=StepStatus.QUEUED, bump_attempt=True,
+                                             fields={"queued_at": timezone.now()}))
+        if refused:
+            _advance(plan)
+    elif not Step.objects.filter(plan=plan).exclude(status__in=STEP_TERMINAL).exists():
+        _finish(plan)
 
 
 def _advance(plan: Plan) -> None:
@@ -312,29 +335,81 @@ def _advance(plan: Plan) -> None:
     ready = [step_id for step_id, key, _, deps in rows
              if status[key] == StepStatus.PENDING and all(status[d] == StepStatus.SUCCEEDED for d in deps)]
     if ready:
-        ready = _gate(plan, ready)
+        ready, refused = _gate(plan, ready)
         _dispatch_on_commit(steps_transition(step_ids=ready, to=StepStatus.QUEUED, bump_attempt=True,
                                              fields={"queued_at": now}))
+        if refused:  # a step failed at its gate: its dependents are doomed, the plan may be settled
+            _advance(plan)
     elif all(st in STEP_TERMINAL for st in status.values()):
-        _finish(plan, status)
+        _finish(plan)
 
 
-def _gate(plan: Plan, ready: list[uuid.UUID]) -> list[uuid.UUID]:
-    """Open an approval for each ready step that needs one (moving it to waiting); return the rest."""
-    free = []
+def _gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
+    """Check each ready step against budgets and approval policies. A step whose estimate would pass a
+    hard cap fails; one that policy gates, or that would exceed a budget, moves to waiting with a pending
+    approval. Returns the steps free to run, and whether any step failed here."""
+    free, refused = [], False
     for step in Step.objects.filter(id__in=ready):
+        context = dict(Step.objects.filter(plan=plan, key__in=step.depends_on).values_list("key", "output")) \
+            if step.depends_on else {}
+        estimate = agent_estimate(step.agent, step.input, context)
+        budget_reason = ""
+        if estimate.tokens or estimate.cost:
+            Step.objects.filter(id=step.id).update(estimated_tokens=estimate.tokens, estimated_cost=estimate.cost)
+            verdict, budget_reason = _budget_verdict(plan, estimate)
+            if verdict == "cap":
+                steps_transition(step_ids=[step.id], to=StepStatus.FAILED,
+                                 fields={"finished_at": timezone.now(), "error_code": "budget.cap_exceeded",
+                                         "error_message": budget_reason}, event_data={"code": "budget.cap_exceeded"})
+                refused = True
+                continue
         facts = approvals.StepFacts(agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk,
-                                    estimated_cost=Decimal(0), requested=step.approval_requested)
+                                    estimated_cost=estimate.cost, requested=step.approval_requested,
+                                    budget_reason=budget_reason)
         requirement = approvals.requirement_for(facts)
         if requirement is None:
             free.append(step.id)
             continue
         if steps_transition(step_ids=[step.id], to=StepStatus.WAITING, event_data={"reason": requirement.reason}):
-            context = dict(Step.objects.filter(plan=plan, key__in=step.depends_on).values_list("key", "output"))
             approvals.approval_request(plan_id=plan.id, step_id=step.id, step_key=step.key, agent=step.agent,
                                        plan_request=plan.request, owner=plan.owner, step_input=step.input,
                                        context=context, requirement=requirement)
-    return free
+    return free, refused
+
+
+def _budget_verdict(plan: Plan, estimate: Estimate) -> tuple[str, str]:
+    """("ok" | "approve" | "cap", why) for a call of ``estimate`` in ``plan``. Totals count what was spent
+    plus the estimates of steps queued or running (reserved). Locks the owner's UserBudget row (plan, then
+    user: the order every writer of totals uses)."""
+    def limited(owner: Plan | UserBudget) -> bool:
+        return any(limit is not None for limit in (owner.budget_tokens, owner.budget_cost, owner.cap_tokens,
+                                                   owner.cap_cost))
+
+    user = UserBudget.objects.select_for_update().filter(user_id=plan.owner_id).first()
+    user = user if user is not None and limited(user) else None
+    if user is None and not limited(plan):
+        return "ok", ""
+
+    def reserved(steps: Any) -> tuple[int, Decimal]:
+        sums = steps.filter(status__in=STEP_ACTIVE).aggregate(t=Sum("estimated_tokens"), c=Sum("estimated_cost"))
+        return int(sums["t"] or 0), sums["c"] or Decimal(0)
+
+    def totals(owner: Plan | UserBudget, tokens: int, cost: Decimal, cap: bool) -> Totals:
+        return Totals(tokens_used=owner.tokens_used + tokens, cost_used=owner.cost_used + cost,
+                      budget_tokens=owner.cap_tokens if cap else owner.budget_tokens,
+                      budget_cost=owner.cap_cost if cap else owner.budget_cost)
+
+    plan_reserved = reserved(Step.objects.filter(plan=plan))
+    user_reserved = reserved(Step.objects.filter(plan__owner_id=plan.owner_id)) if user else (0, Decimal(0))
+    for cap in (True, False):
+        check = budget_check(estimate=estimate, plan=totals(plan, *plan_reserved, cap=cap),
+                             user=totals(user, *user_reserved, cap=cap) if user else None)
+        if not check.fits:
+            what = "pass the hard cap" if cap else "exceed the budget"
+            return ("cap" if cap else "approve",
+                    f"its estimate ({estimate.tokens} tokens, ${estimate.cost}) would {what} on "
+                    f"{', '.join(check.exceeded)}")
+    return "ok", ""
 
 
 def step_gate_resolved(resolution: approvals.Resolution) -> None:
@@ -447,7 +522,10 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
         if spent is not None:
             _totals_add(plan, tokens=spent[0], cost=spent[1])
         if plan.status == PlanStatus.RUNNING:
-            _advance(plan)
+            if to == StepStatus.SUCCEEDED:
+                _advance_after_success(plan, moved[0].key)
+            else:
+                _advance(plan)
     return True
 
 
@@ -461,6 +539,8 @@ def _totals_add(plan: Plan, *, tokens: int, cost: str) -> None:
         cursor.execute(f"INSERT INTO {table} (user_id, tokens_used, cost_used) VALUES (%s, %s, %s::numeric) "
                        f"ON CONFLICT (user_id) DO UPDATE SET tokens_used = {table}.tokens_used + EXCLUDED.tokens_used, "
                        f"cost_used = {table}.cost_used + EXCLUDED.cost_used", [plan.owner_id, tokens, cost])
+    plan.tokens_used += tokens  # the locked instance stays current for budget checks in this transaction
+    plan.cost_used += Decimal(cost)
 
 
 def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None) -> bool:

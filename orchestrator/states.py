@@ -29,7 +29,8 @@ class PlanStatus(models.TextChoices):
 S, P = StepStatus, PlanStatus
 
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
-    S.PENDING: frozenset({S.QUEUED, S.WAITING, S.CANCELLED}),
+    # pending -> failed: refused before it ran (its estimate would pass a hard budget cap).
+    S.PENDING: frozenset({S.QUEUED, S.WAITING, S.FAILED, S.CANCELLED}),
     # waiting -> queued: approved; -> rejected / failed: rejected, or timed out with that default.
     S.WAITING: frozenset({S.QUEUED, S.REJECTED, S.FAILED, S.CANCELLED}),
     # queued -> queued: the reconciler sends a message again that was probably lost.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework.decorators import action
+from rest_framework.decorators import action, api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -38,7 +38,9 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         body.is_valid(raise_exception=True)
         data = body.validated_data
         plan = services.plan_create(owner=request.user, request=data["request"], template=data["template"],
-                                    inputs=data["inputs"], steps=data.get("steps"))
+                                    inputs=data["inputs"], steps=data.get("steps"),
+                                    budget_tokens=data.get("budget_tokens"), budget_cost=data.get("budget_cost"),
+                                    cap_tokens=data.get("cap_tokens"), cap_cost=data.get("cap_cost"))
         plan = selectors.plan_get(user=request.user, plan_id=plan.id)
         return Response(PlanDetailSerializer(plan).data, status=status.HTTP_201_CREATED)
 
@@ -49,3 +51,18 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         with transaction.atomic():
             plan = services.plan_cancel(plan_id=plan.id, actor=request.user)
         return Response(PlanSerializer(plan).data)
+
+
+@extend_schema(request=PlanCreateSerializer, responses={201: PlanDetailSerializer})
+@api_view(["POST"])
+def orchestrate(request: Request) -> Response:
+    """The guide's ``POST /orchestrate``: start a plan and answer with its id (``session_id``) and where to
+    follow it. The plan runs on the workers; nothing here waits for it."""
+    body = PlanCreateSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    data = body.validated_data
+    plan = services.plan_create(owner=request.user, request=data["request"], template=data["template"],
+                                inputs=data["inputs"], steps=data.get("steps"))
+    return Response({"session_id": str(plan.id), "status": plan.status, "plan_url": f"/api/plans/{plan.id}/",
+                     "stream_url": f"/workflow/{plan.id}/stream", "page_url": f"/plans/{plan.id}/"},
+                    status=status.HTTP_201_CREATED)

@@ -94,3 +94,12 @@ def test_the_openapi_schema_is_served(user: Any) -> None:
 
     assert response.status_code == 200
     assert "/api/plans/" in response.json()["paths"]
+
+
+def test_the_guides_orchestrate_endpoint_starts_a_plan(user: Any) -> None:
+    response = client_for(user).post("/orchestrate", {"request": "Why?", "template": "research"}, format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert Plan.objects.get(id=body["session_id"]).owner == user
+    assert body["stream_url"] == f"/workflow/{body['session_id']}/stream"

@@ -1,0 +1,87 @@
+"""Budgets are enforced: a step that would exceed one waits for "approve to exceed"; a hard cap refuses it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from approvals import api as approvals
+from approvals.models import Approval
+from orchestrator import services
+from orchestrator.models import Step, UserBudget
+from orchestrator.states import PlanStatus, StepStatus
+from tests.approvals.test_approvals import make_approver
+from tests.conftest import wait_for_plan
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.usefixtures("idle_worker")]
+
+TWO_CALLS = [{"key": "first", "agent": "gpt", "input": {"prompt": "one"}},
+             {"key": "second", "agent": "gpt", "input": {"prompt": "two"}, "depends_on": ["first"]}]
+
+
+def first_estimate() -> Decimal:
+    """Budgets are set to exactly the first call's estimate: it fits, and the second (whose estimate is no
+    smaller, on top of what the first really cost) cannot."""
+    from agents.api import agent_estimate
+
+    return agent_estimate("gpt", TWO_CALLS[0]["input"], {}).cost
+
+
+def wait_for_step(plan: Any, key: str, status: str) -> Step:
+    import time
+
+    deadline = time.monotonic() + 30
+    while (step := Step.objects.get(plan=plan, key=key)).status != status:
+        assert time.monotonic() < deadline, f"{key} still {step.status}"
+        time.sleep(0.05)
+    return step
+
+
+def test_a_step_over_the_plan_budget_waits_and_runs_once_approved(user: Any, django_user_model: Any) -> None:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    budget = first_estimate()
+    response = api.post("/api/plans/", {"request": "on a budget", "steps": TWO_CALLS,
+                                        "budget_cost": str(budget)}, format="json")
+    assert response.status_code == 201, response.json()
+    plan = services.Plan.objects.get(id=response.json()["id"])
+
+    second = wait_for_step(plan, "second", StepStatus.WAITING)
+    approval = Approval.objects.get(step_id=second.id)
+    assert approval.policy == "budget" and "plan.cost" in approval.reason
+    assert Step.objects.get(id=second.id).estimated_cost > 0
+
+    approvals.approval_decide(approval_id=approval.id, user=make_approver(django_user_model, "cfo"),
+                              decision="approve", comment="worth it")
+    plan = wait_for_plan(plan.id)
+
+    assert plan.status == PlanStatus.SUCCEEDED
+    steps = Step.objects.filter(plan=plan)
+    assert plan.cost_used == sum(s.cost for s in steps)
+    assert plan.cost_used + Step.objects.get(id=second.id).estimated_cost > budget  # approved to exceed
+
+
+def test_a_hard_cap_refuses_the_step_that_would_pass_it(user: Any) -> None:
+    cap = first_estimate()
+    plan = services.plan_create(owner=user, request="capped", steps=TWO_CALLS, cap_cost=cap)
+
+    plan = wait_for_plan(plan.id)
+
+    second = Step.objects.get(plan=plan, key="second")
+    assert (second.status, second.error_code) == (StepStatus.FAILED, "budget.cap_exceeded")
+    assert (plan.status, plan.error_code) == (PlanStatus.FAILED, "budget.cap_exceeded")
+    assert plan.cost_used <= cap
+    assert not Approval.objects.filter(plan_id=plan.id).exists()  # no approval can override a cap
+
+
+def test_a_users_budget_gates_across_their_plans(user: Any) -> None:
+    UserBudget.objects.create(user=user, budget_tokens=1)
+
+    plan = services.plan_create(owner=user, request="personal budget", steps=TWO_CALLS[:1])
+
+    first = wait_for_step(plan, "first", StepStatus.WAITING)
+    assert "user.tokens" in Approval.objects.get(step_id=first.id).reason
