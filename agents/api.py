@@ -11,18 +11,46 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 from tenacity.stop import stop_base
 
 from agents import limits, registry
 from agents.base import AgentCall, AgentResult, AgentSpec, Usage
 from agents.costs import BudgetCheck, Estimate, Totals, budget_check, cost_of, priced
-from agents.errors import AgentError, CircuitOpen, EgressRefused, TransientAgentError, UnknownAgent
+from agents.errors import (
+    AgentError,
+    CircuitOpen,
+    EgressRefused,
+    TransientAgentError,
+    UnknownAgent,
+)
 from agents.kinds.llm import LlmAgent
 
-__all__ = ["AgentCall", "AgentError", "AgentResult", "AgentSpec", "AgentStatus", "BudgetCheck", "Estimate",
-           "Totals", "Usage", "UnknownAgent", "agent_breaker_reset", "agent_estimate", "agent_get", "agent_list", "agent_run",
-           "agent_status", "budget_check"]
+__all__ = [
+    "AgentCall",
+    "AgentError",
+    "AgentResult",
+    "AgentSpec",
+    "AgentStatus",
+    "BudgetCheck",
+    "Estimate",
+    "Totals",
+    "UnknownAgent",
+    "Usage",
+    "agent_breaker_reset",
+    "agent_estimate",
+    "agent_get",
+    "agent_list",
+    "agent_run",
+    "agent_status",
+    "budget_check",
+]
 
 log = logging.getLogger("agents")
 
@@ -121,7 +149,7 @@ def _limited(spec: AgentSpec, target: Any, call: AgentCall) -> AgentResult:
     if limit is not None and limit.tokens_per_minute and isinstance(target, LlmAgent):
         reserved = target.prompt_tokens_bound(call.input, call.context) + target.max_tokens
         limits.rate_acquire(f"{limit.name}:tokens", per_minute=limit.tokens_per_minute,
-                            burst=max(limit.burst, limit.tokens_per_minute // 60), cost=reserved, wait=call.timeout)
+                            burst=max(limit.burst, limit.tokens_per_minute // 10), cost=reserved, wait=call.timeout)
     with limits.concurrency_slot(spec.name, limit=spec.max_concurrency, lease=call.timeout + 30,
                                  wait=call.timeout):
         result: AgentResult = target.run(call)

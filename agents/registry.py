@@ -41,7 +41,8 @@ class Price:
 class RateLimit:
     """A limit shared by every worker: requests and tokens per minute (None: no limit of that kind).
 
-    ``burst`` is how many requests may go at once after a quiet spell (default 1: evenly spaced)."""
+    ``burst`` is how many requests may go at once after a quiet spell (default 1: evenly spaced); tokens
+    may burst to a tenth of a minute's worth."""
 
     name: str
     requests_per_minute: int | None = None

@@ -51,15 +51,15 @@ class HttpAgent(Agent):
     def run(self, call: AgentCall) -> AgentResult:
         body = {"input": call.input, "context": call.context, "plan_id": call.plan_id, "step": call.step_key}
         deadline = time.monotonic() + call.timeout
-        with request_errors(self.spec.name), guarded_client(self.policy, timeout=call.timeout) as client:
-            with client.stream("POST", self.url, json=body, headers=self._headers(call)) as response:
-                raise_for_status(self.spec.name, response)
-                kind = response.headers.get("content-type", "").split(";")[0].strip()
-                if kind == "text/event-stream":
-                    return AgentResult(output=self._sse(response, call, deadline))
-                if kind == "application/x-ndjson":
-                    return AgentResult(output=self._ndjson(response, call, deadline))
-                response.read()
+        with request_errors(self.spec.name), guarded_client(self.policy, timeout=call.timeout) as client, \
+                client.stream("POST", self.url, json=body, headers=self._headers(call)) as response:
+            raise_for_status(self.spec.name, response)
+            kind = response.headers.get("content-type", "").split(";")[0].strip()
+            if kind == "text/event-stream":
+                return AgentResult(output=self._sse(response, call, deadline))
+            if kind == "application/x-ndjson":
+                return AgentResult(output=self._ndjson(response, call, deadline))
+            response.read()
         try:
             return AgentResult(output=response.json())
         except ValueError as exc:

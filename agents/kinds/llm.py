@@ -28,7 +28,13 @@ from django.conf import settings
 from httpx_sse import EventSource, ServerSentEvent
 
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec, Usage
-from agents.errors import AgentBadOutput, AgentConfigError, AgentError, AgentTimeout, TransientAgentError
+from agents.errors import (
+    AgentBadOutput,
+    AgentConfigError,
+    AgentError,
+    AgentTimeout,
+    TransientAgentError,
+)
 from agents.kinds.transport import raise_for_status, request_errors
 
 PROVIDERS = ("openai", "anthropic", "offline")
@@ -161,12 +167,12 @@ def openai_complete(req: Request, *, base_url: str, api_key: str, call: AgentCal
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     url = f"{base_url.rstrip('/')}/chat/completions"
     deadline = time.monotonic() + call.timeout
-    with request_errors(agent), httpx.Client(timeout=call.timeout) as client:
-        with client.stream("POST", url, json=_openai_body(req), headers=headers) as response:
-            raise_for_status(agent, response)
-            if req.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
-                return _openai_stream(response, req, call, deadline, agent)
-            response.read()
+    with request_errors(agent), httpx.Client(timeout=call.timeout) as client, \
+            client.stream("POST", url, json=_openai_body(req), headers=headers) as response:
+        raise_for_status(agent, response)
+        if req.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
+            return _openai_stream(response, req, call, deadline, agent)
+        response.read()
     try:
         data = response.json()
         message = data["choices"][0]["message"]
@@ -247,12 +253,12 @@ def anthropic_complete(req: Request, *, base_url: str, api_key: str, call: Agent
     headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
     url = f"{base_url.rstrip('/')}/messages"
     deadline = time.monotonic() + call.timeout
-    with request_errors(agent), httpx.Client(timeout=call.timeout) as client:
-        with client.stream("POST", url, json=_anthropic_body(req), headers=headers) as response:
-            raise_for_status(agent, response)
-            if req.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
-                return _anthropic_stream(response, req, call, deadline, agent)
-            response.read()
+    with request_errors(agent), httpx.Client(timeout=call.timeout) as client, \
+            client.stream("POST", url, json=_anthropic_body(req), headers=headers) as response:
+        raise_for_status(agent, response)
+        if req.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
+            return _anthropic_stream(response, req, call, deadline, agent)
+        response.read()
     try:
         data = response.json()
         blocks = data["content"]

@@ -27,7 +27,13 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import CallToolResult, TextContent
 
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec
-from agents.errors import AgentConfigError, AgentError, AgentTimeout, AgentToolError, TransientAgentError
+from agents.errors import (
+    AgentConfigError,
+    AgentError,
+    AgentTimeout,
+    AgentToolError,
+    TransientAgentError,
+)
 
 T = TypeVar("T")
 
@@ -56,11 +62,11 @@ class McpAgent(Agent):
     def __init__(self, spec: AgentSpec) -> None:
         super().__init__(spec)
         options = spec.options
-        self.tool = options.get("tool")
-        if not self.tool:
+        if not options.get("tool"):
             raise AgentConfigError(f"agent {spec.name!r}: an mcp agent needs 'tool'")
-        self.url = options.get("url")
-        self.command = options.get("command")
+        self.tool = str(options["tool"])
+        self.url = str(options.get("url") or "")
+        self.command = str(options.get("command") or "")
         if bool(self.url) == bool(self.command):
             raise AgentConfigError(f"agent {spec.name!r}: an mcp agent needs 'url' (HTTP) or 'command' (stdio)")
         self.args = [str(a) for a in options.get("args") or []]

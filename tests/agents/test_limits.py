@@ -19,9 +19,8 @@ def test_a_concurrency_limit_holds_back_the_call_over_it() -> None:
     with limits.concurrency_slot(agent, limit=2, lease=30, wait=1), \
             limits.concurrency_slot(agent, limit=2, lease=30, wait=1):
         assert limits.slots_in_use(agent) == 2
-        with pytest.raises(AgentTimeout) as raised:
-            with limits.concurrency_slot(agent, limit=2, lease=30, wait=0.1):
-                pass
+        with pytest.raises(AgentTimeout) as raised, limits.concurrency_slot(agent, limit=2, lease=30, wait=0.1):
+            pass
         assert raised.value.code == "agent.busy"
     assert limits.slots_in_use(agent) == 0
 

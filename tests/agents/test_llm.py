@@ -55,7 +55,7 @@ def test_anthropic_streams_text_tool_use_and_usage(agent_fakes: AgentFakes, monk
 
     assert "".join(chunks) == ANSWER == result.output["text"]
     assert result.output["tool_calls"] == [{"id": "toolu_1", "name": "lookup", "arguments": {"word": "alpha"}}]
-    model, prompt_tokens, completion_tokens = agent_fakes.usage_of("fake-claude")[-1]
+    _model, prompt_tokens, completion_tokens = agent_fakes.usage_of("fake-claude")[-1]
     assert result.usage is not None
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (prompt_tokens, completion_tokens)
 
