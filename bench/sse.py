@@ -141,7 +141,8 @@ def run(h: Harness) -> list[Result]:
     h.use_agents("sse", "agents:\n  held_bench:\n    kind: python\n    callable: agents.builtin.noop\n"
                         "    queue: held\n")
     token = Token.objects.get_or_create(user=h.user)[0].key
-    chain: list[dict[str, Any]] = [{"key": f"c{i}", "agent": "noop", **({"depends_on": [f"c{i - 1}"]} if i else {})} for i in range(CHAIN)]
+    chain: list[dict[str, Any]] = [{"key": f"c{i}", "agent": "noop", "depends_on": [f"c{i - 1}"] if i else []}
+                                   for i in range(CHAIN)]
     fan: list[dict[str, Any]] = [{"key": f"p{i}", "agent": "noop"} for i in range(FANOUT_WIDTH)]
     fan.append({"key": "join", "agent": "noop", "depends_on": [f"p{i}" for i in range(FANOUT_WIDTH)]})
     latencies: list[float] = []

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
@@ -57,10 +57,6 @@ REDACTED = "[redacted]"
 
 # How long a transaction that writes events may still be committing (see snapshot_cursor).
 SNAPSHOT_SETTLE_SECONDS = 5.0
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
 
 def channel_for(plan_id: uuid.UUID | str) -> str:
     return f"{CHANNEL_PREFIX}{plan_id}"
@@ -148,7 +144,7 @@ def _actor_name(event: PlanEvent) -> str | None:
 # --- django-eventstream adapters --------------------------------------------------------------------------
 
 
-def _gives_back_connection(function: Callable[P, R]) -> Callable[P, R]:
+def _gives_back_connection[**P, R](function: Callable[P, R]) -> Callable[P, R]:
     """Return the pooled DB connection after the call (outside a transaction).
 
     The stream's reads run on its request's own thread for as long as the client stays connected, and
