@@ -178,7 +178,7 @@ def main(argv: list[str]) -> int:
         stop()
     elif command == "status":
         port = _redis_port()
-        print(f"redis: {'up on port %d' % port if port else 'down'}")
+        print(f"redis: {f'up on port {port}' if port else 'down'}")
         print(f"postgres: {'up' if _postgres_running() else 'down'} ({PG_DIR})")
     else:
         print("usage: python -m config.services start|stop|status|env", file=sys.stderr)

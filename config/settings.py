@@ -15,8 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from redis import connection as _redis_connection
 from django.core.exceptions import ImproperlyConfigured
+from redis import connection as _redis_connection
 
 from config import services
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table

@@ -38,7 +38,7 @@ from agents.api import AgentError, Estimate, Totals, agent_estimate, agent_get, 
 from approvals import api as approvals
 from common.errors import Conflict, NotFound
 from orchestrator import planning
-from orchestrator.models import Plan, PlanEvent, Step, UserBudget, UserBudget
+from orchestrator.models import Plan, PlanEvent, Step, UserBudget
 from orchestrator.planning import PlanInvalid, StepSpec
 from orchestrator.states import (
     PLAN_TERMINAL,

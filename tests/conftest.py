@@ -102,7 +102,8 @@ def celery_worker(django_db_setup: None, test_agents: str) -> Iterator[str]:
     log = open(ARTIFACTS / "worker.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "agents,scheduler", "-P", "threads",
-         "-c", "16", "-n", name, "--loglevel", os.environ.get("TEST_WORKER_LOGLEVEL", "WARNING"), "--without-mingle", "--without-gossip"],
+         "-c", "16", "-n", name, "--loglevel", os.environ.get("TEST_WORKER_LOGLEVEL", "WARNING"),
+         "--without-mingle", "--without-gossip"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     _WORKER["started"] = True
@@ -261,5 +262,5 @@ def browser_login(page: Any, base_url: str, user: Any) -> None:
 
     client = Client()
     client.force_login(user)
-    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                               "url": base_url}])
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": base_url}])
