@@ -20,7 +20,7 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 
 SERVICES = ["step_claim", "_step_end", "_plan_locked", "steps_transition", "events_record", "_advance",
-            "_finish", "_send_steps", "plan_advance"]
+            "_advance_after_success", "_gate", "_totals_add", "_finish", "_send_steps", "plan_advance"]
 _totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 _mutex = threading.Lock()
 
@@ -49,7 +49,8 @@ def install(**_: Any) -> None:
     from orchestrator import services, tasks
 
     for name in SERVICES:
-        setattr(services, name, _timed(name, getattr(services, name)))
+        if hasattr(services, name):  # the list may name functions that services no longer has
+            setattr(services, name, _timed(name, getattr(services, name)))
     tasks.agent_run = _timed("agent_run", tasks.agent_run)
     locked = services._plan_locked
 

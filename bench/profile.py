@@ -1,5 +1,6 @@
 """Read a py-spy profile that ``BENCH_PROFILE=1`` wrote (bench/.work/profile-*.txt, --gil: only the thread
-holding the GIL is sampled, so shares are shares of the worker's Python time).
+holding the GIL is sampled, so shares are shares of the worker's Python time). C code that releases the GIL
+(OpenSSL loading CA certificates, libpq) does not show: compare with the benchmarks' worker CPU per step.
 
     python -m bench.profile bench/.work/profile-overhead.txt            # functions by inclusive share
     python -m bench.profile bench/.work/profile-overhead.txt _step_end  # what _step_end's time is spent in
