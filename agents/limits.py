@@ -64,13 +64,15 @@ if ARGV[1] == 'ok' then
   return 'closed'
 end
 if state == 'half_open' then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', tostring(now + tonumber(ARGV[3])), 'changed_at', tostring(now))
+  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', tostring(now + tonumber(ARGV[3])),
+             'changed_at', tostring(now))
   return 'open'
 end
 if state == 'open' then return 'open' end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 if failures >= tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', tostring(now + tonumber(ARGV[3])), 'changed_at', tostring(now))
+  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', tostring(now + tonumber(ARGV[3])),
+             'changed_at', tostring(now))
   return 'open'
 end
 return 'closed'

@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
@@ -29,9 +29,6 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from common.errors import DomainError
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def user_for_token(key: str) -> AbstractBaseUser:
@@ -51,7 +48,7 @@ def _json(data: Any) -> Any:
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
 
 
-def _tool(fn: Callable[P, R]) -> Callable[P, R]:
+def _tool[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     """Domain errors become tool errors with their code; the DB connection goes back to the pool."""
 
     @wraps(fn)

@@ -17,7 +17,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import httpx2
@@ -35,8 +35,6 @@ from agents.errors import (
     TransientAgentError,
 )
 
-T = TypeVar("T")
-
 
 def _leaf(exc: BaseException) -> BaseException:
     """The first real error inside anyio's exception groups."""
@@ -45,7 +43,7 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _run_async(fn: Callable[[AgentCall], Awaitable[T]], call: AgentCall) -> T:
+def _run_async[T](fn: Callable[[AgentCall], Awaitable[T]], call: AgentCall) -> T:
     """Run ``fn`` on a new event loop: in this thread (a worker thread has none), or in a helper thread
     when this one already runs a loop (anyio refuses to nest)."""
     try:

@@ -13,7 +13,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
-from agents.api import AgentCall, AgentError, agent_run
+from agents.api import AgentCall, AgentError, agent_run  # noqa: E402 - after django.setup()
 
 
 def main(name: str, times: int) -> None:

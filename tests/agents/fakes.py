@@ -95,7 +95,9 @@ agents:
     base_url: {self.url}/v1
     model: fake-gpt
     stream: false
-    tools: [{{name: lookup, description: Looks a word up, parameters: {{type: object, properties: {{word: {{type: string}}}}}}}}]
+    tools:
+      - {{name: lookup, description: Looks a word up,
+         parameters: {{type: object, properties: {{word: {{type: string}}}}}}}}
   claude:
     kind: llm
     provider: anthropic
@@ -227,15 +229,16 @@ agents:
                 tool = _directives(prompt).get("tool")
                 self._log_usage(model, prompt_tokens, completion_tokens)
                 usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-                tool_calls = [{"id": "call_1", "type": "function",
+                tool_calls: list[dict[str, Any]] = [{"id": "call_1", "type": "function",
                                "function": {"name": tool, "arguments": json.dumps({"word": "alpha"})}}] if tool else []
                 if not body.get("stream"):
                     message = {"role": "assistant", "content": None if tool else ANSWER,
                                **({"tool_calls": tool_calls} if tool else {})}
                     self._json(200, {"model": model, "choices": [{"message": message}], "usage": usage})
                     return
-                chunks = [{"model": model, "choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]}
-                          for i, w in enumerate(words)]
+                texts = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+                chunks: list[dict[str, Any]] = [{"model": model, "choices": [{"index": 0, "delta": {"content": t}}]}
+                                                for t in texts]
                 if tool:
                     arguments = tool_calls[0]["function"]["arguments"]
                     chunks.append({"model": model, "choices": [{"index": 0, "delta": {"tool_calls": [

@@ -24,8 +24,8 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
 
 
 def test_tokens_and_cost_totals_equal_the_sum_of_the_calls(user: Any, agent_fakes: AgentFakes) -> None:
-    before = len(agent_fakes.usage_of("fake-gpt")) , len(agent_fakes.usage_of("fake-claude"))
-    steps = [
+    before = len(agent_fakes.usage_of("fake-gpt")), len(agent_fakes.usage_of("fake-claude"))
+    steps: list[dict[str, Any]] = [
         {"key": "a", "agent": "gpt", "input": {"prompt": "first question key:costs-a"}},
         {"key": "b", "agent": "claude", "input": {"prompt": "second question key:costs-b"}},
         {"key": "c", "agent": "gpt", "input": {"prompt": "third, with context key:costs-c"}, "depends_on": ["a", "b"]},

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import pytest
@@ -22,12 +22,10 @@ from rest_framework.authtoken.models import Token
 
 from tests.conftest import ROOT, _database_url_for, wait_for_plan
 
-T = TypeVar("T")
-
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.usefixtures("idle_worker")]
 
 
-def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+def run_async[T](fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """anyio.run on a thread of its own: the thread running the tests may already have a loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(anyio.run, fn, *args).result()
@@ -66,7 +64,7 @@ def test_an_mcp_client_starts_a_plan_and_reads_it_back(user: Any) -> None:
 
 def test_over_http_each_request_needs_a_valid_token(user: Any) -> None:
     token = Token.objects.create(user=user).key
-    env = {**server_for(token).env, "ORCH_MCP_TOKEN": ""}  # over HTTP the token comes with each request
+    env = {**(server_for(token).env or {}), "ORCH_MCP_TOKEN": ""}  # over HTTP the token comes with each request
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
