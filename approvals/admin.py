@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -22,6 +23,12 @@ from django.utils.timesince import timesince
 from approvals import services
 from approvals.models import Approval, ApprovalPolicy, ApprovalStatus
 from common.errors import DomainError
+
+
+def _user(request: HttpRequest) -> User:
+    """The admin's user: always a logged-in staff member here (the admin site requires it)."""
+    assert isinstance(request.user, User)
+    return request.user
 
 
 @admin.register(ApprovalPolicy)
@@ -89,7 +96,7 @@ class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         done, errors = 0, []
         for approval in queryset:
             try:
-                services.approval_decide(approval_id=approval.id, user=request.user, approve=decision == "approve")
+                services.approval_decide(approval_id=approval.id, user=_user(request), approve=decision == "approve")
                 done += 1
             except DomainError as exc:
                 errors.append(f"{approval.step_key}: {exc.message}")
@@ -113,14 +120,15 @@ class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return HttpResponseRedirect(reverse("admin:index"))
         approval = self.get_object(request, object_id)
         if approval is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            self.message_user(request, f"No approval {object_id}.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:approvals_approval_changelist"))
         edited_text = request.POST.get("edited_input", "")
         comment = request.POST.get("comment", "")
         if request.method == "POST":
             decision = request.POST.get("decision", "")
             try:
                 edited = self._edited(approval, edited_text) if decision == "approve" else None
-                services.approval_decide(approval_id=approval.id, user=request.user, approve=decision == "approve",
+                services.approval_decide(approval_id=approval.id, user=_user(request), approve=decision == "approve",
                                          edited_input=edited, comment=comment)
             except DomainError as exc:
                 self.message_user(request, exc.message, messages.ERROR)

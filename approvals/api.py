@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from approvals import services
 from approvals.models import Approval
-from approvals.policies import Requirement, StepFacts, requirement_for
+from approvals.policies import Policy, Requirement, StepFacts, policies, requirement_for
 from approvals.services import (
     ApprovalAlreadyDecided,
     ApprovalForbidden,
@@ -27,7 +27,8 @@ from approvals.services import (
 )
 
 __all__ = [
-    "ApprovalAlreadyDecided", "ApprovalForbidden", "ApprovalInfo", "ApprovalNotFound", "InvalidEdit", "approval_get",
+    "ApprovalAlreadyDecided", "ApprovalForbidden", "ApprovalInfo", "ApprovalNotFound", "InvalidEdit", "Policy",
+    "approval_get", "policies",
     "Requirement", "Resolution", "StepFacts", "admin_url", "approval_decide", "approval_request",
     "approvals_cancel", "approvals_expire", "approvals_visible", "on_event", "on_resolved", "requirement_for",
 ]
@@ -69,7 +70,7 @@ class ApprovalInfo:
         )
 
 
-def approvals_visible(*, user: AbstractBaseUser, status: str | None = None,
+def approvals_visible(*, user: User, status: str | None = None,
                       plan_id: uuid.UUID | None = None) -> list[ApprovalInfo]:
     """The approvals ``user`` may see (approvers: all; others: their own plans'), oldest first."""
     approvals = services.approvals_visible(user=user)
@@ -80,7 +81,7 @@ def approvals_visible(*, user: AbstractBaseUser, status: str | None = None,
     return [ApprovalInfo.of(a) for a in approvals.order_by("created_at")[:500]]
 
 
-def approval_get(*, user: AbstractBaseUser, approval_id: uuid.UUID | str) -> ApprovalInfo:
+def approval_get(*, user: User, approval_id: uuid.UUID | str) -> ApprovalInfo:
     """Raises ApprovalNotFound, also for an approval the user may not see."""
     try:
         return ApprovalInfo.of(services.approvals_visible(user=user).get(id=approval_id))
@@ -88,7 +89,7 @@ def approval_get(*, user: AbstractBaseUser, approval_id: uuid.UUID | str) -> App
         raise ApprovalNotFound(f"no approval {approval_id}") from None
 
 
-def approval_decide(*, approval_id: uuid.UUID | str, user: AbstractBaseUser, decision: str,
+def approval_decide(*, approval_id: uuid.UUID | str, user: User, decision: str,
                     edited_input: dict[str, Any] | None = None, comment: str = "") -> ApprovalInfo:
     """``decision`` is "approve" or "reject". See services.approval_decide for what it raises."""
     if decision not in ("approve", "reject"):

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
@@ -60,12 +60,12 @@ class Resolution:
     step_id: uuid.UUID
     status: str  # approved | rejected | failed
     edited_input: dict[str, Any] | None
-    actor: AbstractBaseUser | None
+    actor: User | None
     comment: str
     timed_out: bool
 
 
-EventSink = Callable[[uuid.UUID, str, str, dict[str, Any], AbstractBaseUser | None], None]
+EventSink = Callable[[uuid.UUID, str, str, dict[str, Any], User | None], None]
 _resolved: list[Callable[[Resolution], None]] = []
 _events: list[EventSink] = []
 
@@ -80,7 +80,7 @@ def on_event(callback: EventSink) -> None:
     _events.append(callback)
 
 
-def _emit(approval: Approval, type_: str, actor: AbstractBaseUser | None = None, **data: Any) -> None:
+def _emit(approval: Approval, type_: str, actor: User | None = None, **data: Any) -> None:
     for sink in _events:
         sink(approval.plan_id, type_, approval.step_key, {"approval_id": str(approval.id), **data}, actor)
 
@@ -90,22 +90,23 @@ def admin_url(approval_id: uuid.UUID) -> str:
 
 
 def approval_request(*, plan_id: uuid.UUID, step_id: uuid.UUID, step_key: str, agent: str, plan_request: str,
-                     owner: AbstractBaseUser, step_input: dict[str, Any], context: dict[str, Any],
+                     owner: User, step_input: dict[str, Any], context: dict[str, Any],
                      requirement: Requirement, now: datetime | None = None) -> Approval:
     """Open a pending approval for a step (in the caller's transaction) and record approval.required."""
     now = now or timezone.now()
+    deadline = now + timedelta(seconds=requirement.timeout_seconds)
     approval = Approval.objects.create(
         plan_id=plan_id, step_id=step_id, step_key=step_key, agent=agent, plan_request=plan_request,
         requested_by=owner, input=step_input, context=context, policy=", ".join(requirement.policies),
         reason=requirement.reason, required_approvals=requirement.required_approvals,
         allow_self_approval=requirement.allow_self_approval,
-        deadline=now + timedelta(seconds=requirement.timeout_seconds), on_timeout=requirement.on_timeout,
+        deadline=deadline, on_timeout=requirement.on_timeout,
         escalate_at=(now + timedelta(seconds=requirement.escalate_after_seconds)
                      if requirement.escalate_after_seconds else None),
         escalate_group=requirement.escalate_group, escalate_webhook=requirement.escalate_webhook, created_at=now,
     )
     _emit(approval, "approval.required", policy=approval.policy, reason=approval.reason,
-          required_approvals=approval.required_approvals, deadline=approval.deadline.isoformat(),
+          required_approvals=approval.required_approvals, deadline=deadline.isoformat(),
           on_timeout=approval.on_timeout, admin_url=admin_url(approval.id),
           api_url=f"/api/approvals/{approval.id}/approve/")
     log.info("approvals.approval.requested", extra={"plan_id": str(plan_id), "step_id": str(step_id),
@@ -113,7 +114,7 @@ def approval_request(*, plan_id: uuid.UUID, step_id: uuid.UUID, step_key: str, a
     return approval
 
 
-def approvals_visible(*, user: AbstractBaseUser) -> Any:
+def approvals_visible(*, user: User) -> Any:
     """Approvers (the decide permission) see every approval; anyone else those of their own plans."""
     approvals = Approval.objects.select_related("requested_by", "decided_by")
     if user.has_perm(DECIDE_PERMISSION):
@@ -133,7 +134,7 @@ def _validate_edit(edited_input: Any) -> dict[str, Any]:
     return edited_input
 
 
-def approval_decide(*, approval_id: uuid.UUID | str, user: AbstractBaseUser, approve: bool,
+def approval_decide(*, approval_id: uuid.UUID | str, user: User, approve: bool,
                     edited_input: dict[str, Any] | None = None, comment: str = "") -> Approval:
     """Cast ``user``'s vote; the approval is decided when the quorum approves or anyone rejects.
 
@@ -175,7 +176,7 @@ def approval_decide(*, approval_id: uuid.UUID | str, user: AbstractBaseUser, app
     return approval
 
 
-def _resolve(approval: Approval, status: ApprovalStatus, *, actor: AbstractBaseUser | None, comment: str,
+def _resolve(approval: Approval, status: ApprovalStatus, *, actor: User | None, comment: str,
              timed_out: bool = False) -> None:
     approval.status = status
     approval.decided_at = timezone.now()

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from approvals import api as approvals
 from approvals.serializers import ApprovalSerializer, DecisionSerializer, WorkflowDecisionSerializer
+from common.api import request_user
 from common.errors import DomainError, NotFound
 
 
@@ -30,18 +31,18 @@ class ApprovalViewSet(viewsets.ViewSet):
             plan_id = uuid.UUID(plan) if plan else None
         except ValueError:
             raise DomainError(f"plan must be a plan id, not {plan!r}", code="invalid") from None
-        found = approvals.approvals_visible(user=request.user, status=request.query_params.get("status"),
+        found = approvals.approvals_visible(user=request_user(request), status=request.query_params.get("status"),
                                             plan_id=plan_id)
         return Response(ApprovalSerializer(found, many=True).data)
 
     @extend_schema(responses=ApprovalSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(ApprovalSerializer(approvals.approval_get(user=request.user, approval_id=pk)).data)
+        return Response(ApprovalSerializer(approvals.approval_get(user=request_user(request), approval_id=pk)).data)
 
     def _decide(self, request: Request, pk: str, decision: str) -> Response:
         body = DecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        info = approvals.approval_decide(approval_id=pk, user=request.user, decision=decision,
+        info = approvals.approval_decide(approval_id=pk, user=request_user(request), decision=decision,
                                          edited_input=body.validated_data["edited_input"],
                                          comment=body.validated_data["comment"])
         return Response(ApprovalSerializer(info).data)
@@ -65,7 +66,7 @@ def workflow_approve(request: Request, workflow_id: uuid.UUID) -> Response:
     body = WorkflowDecisionSerializer(data=request.data)
     body.is_valid(raise_exception=True)
     data = body.validated_data
-    pending = approvals.approvals_visible(user=request.user, status="pending", plan_id=workflow_id)
+    pending = approvals.approvals_visible(user=request_user(request), status="pending", plan_id=workflow_id)
     if data.get("approval_id"):
         pending = [a for a in pending if a.id == data["approval_id"]]
     if data.get("step"):
@@ -76,7 +77,7 @@ def workflow_approve(request: Request, workflow_id: uuid.UUID) -> Response:
         steps = ", ".join(a.step_key for a in pending)
         raise DomainError(f'several steps wait for approval ({steps}): say which with "step"',
                           code="approval.ambiguous")
-    info = approvals.approval_decide(approval_id=pending[0].id, user=request.user, decision=data["decision"],
+    info = approvals.approval_decide(approval_id=pending[0].id, user=request_user(request), decision=data["decision"],
                                      edited_input=data["edited_input"], comment=data["comment"])
     return Response({**ApprovalSerializer(info).data,
                      "result": "resumed" if info.status == "approved" else info.status}, status=status.HTTP_200_OK)

@@ -23,9 +23,8 @@ class ReadOnly:
 
 class StepInline(ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
     model = Step
-    fields = ["key", "agent", "status", "attempt", "depends_on", "started_at", "finished_at", "error_code",
-              "worker"]
-    readonly_fields = fields
+    fields = readonly_fields = ("key", "agent", "status", "attempt", "depends_on", "started_at", "finished_at",
+                                "error_code", "worker")
     ordering = ["queued_at", "key"]
     extra = 0
     show_change_link = True
@@ -33,8 +32,7 @@ class StepInline(ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
 
 class EventInline(ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
     model = PlanEvent
-    fields = ["id", "created_at", "type", "step_key", "data", "actor"]
-    readonly_fields = fields
+    fields = readonly_fields = ("id", "created_at", "type", "step_key", "data", "actor")
     extra = 0
 
 

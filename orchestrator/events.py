@@ -19,7 +19,7 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.http import HttpRequest
@@ -197,7 +197,7 @@ class PlanChannelManager(ChannelManagerBase):  # type: ignore[misc]
         return {channel_for(view_kwargs["plan_id"])}
 
     @_gives_back_connection
-    def can_read_channel(self, user: AbstractBaseUser | None, channel: str) -> bool:
+    def can_read_channel(self, user: User | None, channel: str) -> bool:
         from orchestrator.selectors import plan_get
 
         plan_id = plan_id_of(channel)

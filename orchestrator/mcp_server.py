@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections, connection
 from mcp.server.mcpserver import Context, MCPServer
@@ -31,7 +31,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from common.errors import DomainError
 
 
-def user_for_token(key: str) -> AbstractBaseUser:
+def user_for_token(key: str) -> User:
     """The active user owning API token ``key``. Raises AuthenticationFailed."""
     user, _ = TokenAuthentication().authenticate_credentials(key)
     return user
@@ -66,14 +66,14 @@ def _tool[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def build_server(*, stdio_user: AbstractBaseUser | None = None) -> MCPServer:
+def build_server(*, stdio_user: User | None = None) -> MCPServer:
     """The MCP server. ``stdio_user`` serves requests without headers (stdio); HTTP requests must
     carry a token of their own."""
     server = MCPServer("agent-orchestrator", instructions=(
         "Plans of agent steps: start one from a template or explicit steps, follow it with plan_get, "
         "list the agents a plan may use, and decide the approvals that gate risky steps."))
 
-    def who(ctx: Context) -> AbstractBaseUser:
+    def who(ctx: Context) -> User:
         headers = ctx.headers
         key = _token_from(headers)
         if key is not None:

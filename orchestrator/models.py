@@ -82,7 +82,7 @@ class Step(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["plan", "queued_at", "key"]
+        ordering = ["queued_at", "key"]
         constraints = [models.UniqueConstraint(fields=["plan", "key"], name="step_unique_key_per_plan")]
         indexes = [
             # The reconciler's scans: stale queued steps and expired leases.

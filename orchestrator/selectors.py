@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from common.errors import NotFound
 from orchestrator.models import Plan, PlanEvent, Step
 
 
-def plans_visible(*, user: AbstractBaseUser) -> QuerySet[Plan]:
+def plans_visible(*, user: User) -> QuerySet[Plan]:
     """A user's own plans; staff with orchestrator.view_plan see every plan."""
     plans = Plan.objects.select_related("owner")
     if user.is_staff and user.has_perm("orchestrator.view_plan"):
@@ -19,7 +19,7 @@ def plans_visible(*, user: AbstractBaseUser) -> QuerySet[Plan]:
     return plans.filter(owner=user)
 
 
-def plan_get(*, user: AbstractBaseUser, plan_id: uuid.UUID | str) -> Plan:
+def plan_get(*, user: User, plan_id: uuid.UUID | str) -> Plan:
     """Raises NotFound (also for a plan the user may not see: its existence is not revealed)."""
     try:
         return plans_visible(user=user).get(id=plan_id)

@@ -28,16 +28,16 @@ from typing import Any
 
 from celery import current_app, group
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Sum
+from django.db.models import Exists, OuterRef, Subquery, Sum
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from agents.api import AgentError, Estimate, Totals, agent_estimate, agent_get, budget_check
 from approvals import api as approvals
 from common.errors import Conflict, NotFound
-from orchestrator import planning
+from orchestrator import events, planning
 from orchestrator.models import Plan, PlanEvent, Step, UserBudget
 from orchestrator.planning import PlanInvalid, StepSpec
 from orchestrator.states import (
@@ -76,6 +76,9 @@ class Moved:
     key: str
     agent: str
     attempt: int
+    input: dict[str, Any]
+    depends_on: list[str]
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -90,15 +93,13 @@ class Sql:
 
 
 def events_record(*, plan_id: uuid.UUID, items: list[tuple[str, str, dict[str, Any]]],
-                  actor: AbstractBaseUser | None = None) -> None:
+                  actor: User | None = None) -> None:
     """Append (type, step_key, data) events to the plan's record. Runs in the caller's transaction.
 
     Once that transaction commits, the events go out to live subscribers (``orchestrator.events``): never
     before (a rolled-back event is never seen) and never raising (a client that missed the announcement
     resumes from these rows).
     """
-    from orchestrator import events  # the stream's adapters; imported here, not at the top: see its docstring
-
     now = timezone.now()
     stored = PlanEvent.objects.bulk_create(
         PlanEvent(plan_id=plan_id, type=type_, step_key=key, data=data, actor=actor, created_at=now)
@@ -121,15 +122,17 @@ def _sql_value(value: Any) -> tuple[str, tuple[Any, ...]]:
 def steps_transition(*, step_ids: list[uuid.UUID], to: StepStatus, attempt: int | None = None,
                      bump_attempt: bool = False, fields: dict[str, Any] | None = None,
                      event: str | None = None, event_data: dict[str, Any] | None = None,
-                     actor: AbstractBaseUser | None = None) -> list[Moved]:
+                     actor: User | None = None) -> list[Moved]:
     """Move the given steps to ``to`` where the state machine allows it; return those that moved.
 
-    One conditional UPDATE ... RETURNING plus one INSERT of events. Steps in another status, or whose
-    attempt is not ``attempt`` (when given), are left alone. Must run inside a transaction.
+    One statement: a conditional UPDATE ... RETURNING whose rows also append one event each. Steps in
+    another status, or whose attempt is not ``attempt`` (when given), are left alone. The events go out to
+    live subscribers after commit. Must run inside a transaction.
     """
     if not step_ids:
         return []
-    sets, params = ["status = %s"], [str(to)]
+    sets: list[str] = ["status = %s"]
+    params: list[Any] = [str(to)]
     for column, value in (fields or {}).items():
         expression, value_params = _sql_value(value)
         sets.append(f"{column} = {expression}")
@@ -141,17 +144,30 @@ def steps_transition(*, step_ids: list[uuid.UUID], to: StepStatus, attempt: int 
     if attempt is not None:
         where += " AND attempt = %s"
         params.append(attempt)
-    sql = (f"UPDATE {Step._meta.db_table} SET {', '.join(sets)} WHERE {where} "
-           "RETURNING id, plan_id, key, agent, attempt")
+    event_type, extra, now = event or EVENT_FOR_STATUS[to], event_data or {}, timezone.now()
+    params += [event_type, Jsonb(extra), actor.pk if actor else None, now]
+    sql = f"""
+        WITH moved AS (
+            UPDATE {Step._meta.db_table} SET {", ".join(sets)} WHERE {where}
+            RETURNING id, plan_id, key, agent, attempt, input, depends_on, timeout
+        ), recorded AS (
+            INSERT INTO {PlanEvent._meta.db_table} (plan_id, step_key, type, data, actor_id, created_at)
+            SELECT plan_id, key, %s, jsonb_build_object('attempt', attempt, 'agent', agent) || %s::jsonb, %s, %s
+            FROM moved
+            RETURNING id, plan_id, step_key
+        )
+        SELECT moved.*, recorded.id FROM moved JOIN recorded
+            ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        moved = [Moved(*row) for row in cursor.fetchall()]
-    by_plan: dict[uuid.UUID, list[tuple[str, str, dict[str, Any]]]] = {}
-    for step in moved:
-        data = {"attempt": step.attempt, "agent": step.agent, **(event_data or {})}
-        by_plan.setdefault(step.plan_id, []).append((event or EVENT_FOR_STATUS[to], step.key, data))
-    for plan_id, items in by_plan.items():
-        events_record(plan_id=plan_id, items=items, actor=actor)
+        rows = cursor.fetchall()
+    # Django has psycopg hand jsonb back as text (JSONField decodes it); so does this raw cursor.
+    moved = [Moved(*row[:5], json.loads(row[5]), *row[6:-1]) for row in rows]
+    events.publish_on_commit(
+        PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,
+                  data={"attempt": step.attempt, "agent": step.agent, **extra}, created_at=now)
+        for step, row in zip(moved, rows, strict=True)
+    )
     return moved
 
 
@@ -180,13 +196,15 @@ def _dispatch_on_commit(moved: list[Moved]) -> None:
 
 def _plan_locked(plan_id: uuid.UUID) -> Plan:
     try:
-        return Plan.objects.select_for_update().get(id=plan_id)
+        # FOR NO KEY UPDATE: event rows inserted by claims reference the plan (FOR KEY SHARE), and must not
+        # queue behind a step's end.
+        return Plan.objects.select_for_update(no_key=True).get(id=plan_id)
     except Plan.DoesNotExist:
         raise NotFound(f"no plan {plan_id}") from None
 
 
 def _plan_transition(plan: Plan, to: PlanStatus, *, data: dict[str, Any] | None = None,
-                     actor: AbstractBaseUser | None = None, **fields: Any) -> None:
+                     actor: User | None = None, **fields: Any) -> None:
     """The only writer of ``Plan.status``; the caller holds the plan's row lock."""
     check_plan_transition(plan.status, to)
     plan.status = to
@@ -220,7 +238,7 @@ def _risk(spec: StepSpec) -> str:
     return max(agent_risk, spec.risk, key=lambda r: RISK_LEVELS.index(r) if r in RISK_LEVELS else 0)
 
 
-def plan_create(*, owner: AbstractBaseUser, request: str, template: str = "",
+def plan_create(*, owner: User, request: str, template: str = "",
                 inputs: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None,
                 budget_tokens: int | None = None, budget_cost: Decimal | None = None,
                 cap_tokens: int | None = None, cap_cost: Decimal | None = None) -> Plan:
@@ -299,17 +317,25 @@ def _finish(plan: Plan) -> None:
 
 def _advance_after_success(plan: Plan, key: str) -> None:
     """Under the plan lock, after step ``key`` succeeded: start the dependents it completed, or finish the
-    plan if nothing is left. Looks only at those dependents (not the whole plan): the common path."""
-    dependents = Step.objects.filter(plan=plan, status=StepStatus.PENDING, depends_on__contains=[key])
-    ready = [step_id for step_id, deps in dependents.values_list("id", "depends_on")
-             if not Step.objects.filter(plan=plan, key__in=deps).exclude(status=StepStatus.SUCCEEDED).exists()]
+    plan if nothing is left. One query over those dependents (not the whole plan): the common path."""
+    step = Step._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            SELECT ARRAY(
+                SELECT s.id FROM {step} s
+                WHERE s.plan_id = %(plan)s AND s.status = 'pending' AND %(key)s = ANY(s.depends_on)
+                  AND NOT EXISTS (SELECT 1 FROM {step} d WHERE d.plan_id = s.plan_id
+                                  AND d.key = ANY(s.depends_on) AND d.status <> 'succeeded')),
+                EXISTS (SELECT 1 FROM {step} o WHERE o.plan_id = %(plan)s AND o.status <> ALL(%(ended)s))""",
+                       {"plan": plan.id, "key": key, "ended": [str(status) for status in STEP_TERMINAL]})
+        ready, unfinished = cursor.fetchone()
     if ready:
         ready, refused = _gate(plan, ready)
         _dispatch_on_commit(steps_transition(step_ids=ready, to=StepStatus.QUEUED, bump_attempt=True,
                                              fields={"queued_at": timezone.now()}))
         if refused:
             _advance(plan)
-    elif not Step.objects.filter(plan=plan).exclude(status__in=STEP_TERMINAL).exists():
+    elif not unfinished:
         _finish(plan)
 
 
@@ -349,10 +375,11 @@ def _gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
     hard cap fails; one that policy gates, or that would exceed a budget, moves to waiting with a pending
     approval. Returns the steps free to run, and whether any step failed here."""
     free, refused = [], False
+    policies = approvals.policies()
     for step in Step.objects.filter(id__in=ready):
-        context = dict(Step.objects.filter(plan=plan, key__in=step.depends_on).values_list("key", "output")) \
-            if step.depends_on else {}
-        estimate = agent_estimate(step.agent, step.input, context)
+        # Its dependencies' outputs matter to an LLM's estimate and to a person deciding; load them only then.
+        context = _context(plan, step) if agent_get(step.agent).kind == "llm" else None
+        estimate = agent_estimate(step.agent, step.input, context or {})
         budget_reason = ""
         if estimate.tokens or estimate.cost:
             Step.objects.filter(id=step.id).update(estimated_tokens=estimate.tokens, estimated_cost=estimate.cost)
@@ -366,15 +393,23 @@ def _gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
         facts = approvals.StepFacts(agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk,
                                     estimated_cost=estimate.cost, requested=step.approval_requested,
                                     budget_reason=budget_reason)
-        requirement = approvals.requirement_for(facts)
+        requirement = approvals.requirement_for(facts, among=policies)
         if requirement is None:
             free.append(step.id)
             continue
         if steps_transition(step_ids=[step.id], to=StepStatus.WAITING, event_data={"reason": requirement.reason}):
             approvals.approval_request(plan_id=plan.id, step_id=step.id, step_key=step.key, agent=step.agent,
                                        plan_request=plan.request, owner=plan.owner, step_input=step.input,
-                                       context=context, requirement=requirement)
+                                       context=_context(plan, step) if context is None else context,
+                                       requirement=requirement)
     return free, refused
+
+
+def _context(plan: Plan, step: Step) -> dict[str, Any]:
+    """The outputs of the step's dependencies, by key: what its agent will receive as context."""
+    if not step.depends_on:
+        return {}
+    return dict(Step.objects.filter(plan=plan, key__in=step.depends_on).values_list("key", "output"))
 
 
 def _budget_verdict(plan: Plan, estimate: Estimate) -> tuple[str, str]:
@@ -439,7 +474,7 @@ def step_gate_resolved(resolution: approvals.Resolution) -> None:
 
 
 def approval_event(plan_id: uuid.UUID, type_: str, step_key: str, data: dict[str, Any],
-                   actor: AbstractBaseUser | None) -> None:
+                   actor: User | None) -> None:
     """Where the approvals app records its events: the plan's event record (the audit trail)."""
     events_record(plan_id=plan_id, items=[(type_, step_key, data)], actor=actor)
 
@@ -452,7 +487,7 @@ def plan_advance(*, plan_id: uuid.UUID) -> None:
             _advance(plan)
 
 
-def plan_cancel(*, plan_id: uuid.UUID, actor: AbstractBaseUser | None = None) -> Plan:
+def plan_cancel(*, plan_id: uuid.UUID, actor: User | None = None) -> Plan:
     """Cancel a plan and every step that has not ended. Raises Conflict if the plan has already ended.
 
     A step whose agent is running keeps running, but its result is discarded (its attempt is stale).
@@ -499,9 +534,9 @@ def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep 
         if not moved:
             log.info("orchestrator.step.claim_noop", extra={"step_id": str(step_id), "attempt": attempt})
             return None
-        step = Step.objects.get(id=step_id)
+        step = moved[0]
         context = dict(Step.objects.filter(plan_id=step.plan_id, key__in=step.depends_on)
-                       .values_list("key", "output"))
+                       .values_list("key", "output")) if step.depends_on else {}
     log.info("orchestrator.step.claimed", extra={"plan_id": str(step.plan_id), "step_id": str(step_id),
                                                  "attempt": attempt, "worker": worker})
     return ClaimedStep(step.id, step.plan_id, step.key, step.agent, attempt, step.input, context, step.timeout)
@@ -510,10 +545,10 @@ def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep 
 def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[str, Any],
               event_data: dict[str, Any] | None = None, spent: tuple[int, str] | None = None) -> bool:
     with transaction.atomic():
-        plan_id = Step.objects.filter(id=step_id).values_list("plan_id", flat=True).first()
-        if plan_id is None:
+        plan = (Plan.objects.select_for_update(no_key=True)
+                .filter(id=Subquery(Step.objects.filter(id=step_id).values("plan_id")[:1])).first())
+        if plan is None:
             return False
-        plan = _plan_locked(plan_id)
         moved = steps_transition(step_ids=[step_id], to=to, attempt=attempt, event_data=event_data,
                                  fields={**fields, "finished_at": timezone.now(), "lease_expires_at": None})
         if not moved:

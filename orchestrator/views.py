@@ -9,6 +9,7 @@ from rest_framework.decorators import action, api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.api import request_user
 from orchestrator import selectors, services
 from orchestrator.models import Plan
 from orchestrator.serializers import PlanCreateSerializer, PlanDetailSerializer, PlanSerializer
@@ -20,7 +21,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
-        plans = selectors.plans_visible(user=self.request.user)
+        plans = selectors.plans_visible(user=request_user(self.request))
         if self.action == "retrieve":
             return plans.prefetch_related("steps")
         status_filter = self.request.query_params.get("status")
@@ -30,18 +31,18 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return PlanDetailSerializer if self.action == "retrieve" else PlanSerializer
 
     def get_object(self) -> Plan:
-        return selectors.plan_get(user=self.request.user, plan_id=self.kwargs["pk"])
+        return selectors.plan_get(user=request_user(self.request), plan_id=self.kwargs["pk"])
 
     @extend_schema(request=PlanCreateSerializer, responses={201: PlanDetailSerializer})
     def create(self, request: Request) -> Response:
         body = PlanCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        plan = services.plan_create(owner=request.user, request=data["request"], template=data["template"],
+        plan = services.plan_create(owner=request_user(request), request=data["request"], template=data["template"],
                                     inputs=data["inputs"], steps=data.get("steps"),
                                     budget_tokens=data.get("budget_tokens"), budget_cost=data.get("budget_cost"),
                                     cap_tokens=data.get("cap_tokens"), cap_cost=data.get("cap_cost"))
-        plan = selectors.plan_get(user=request.user, plan_id=plan.id)
+        plan = selectors.plan_get(user=request_user(request), plan_id=plan.id)
         return Response(PlanDetailSerializer(plan).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: PlanSerializer})
@@ -49,7 +50,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def cancel(self, request: Request, pk: str) -> Response:
         plan = self.get_object()
         with transaction.atomic():
-            plan = services.plan_cancel(plan_id=plan.id, actor=request.user)
+            plan = services.plan_cancel(plan_id=plan.id, actor=request_user(request))
         return Response(PlanSerializer(plan).data)
 
 
@@ -61,7 +62,7 @@ def orchestrate(request: Request) -> Response:
     body = PlanCreateSerializer(data=request.data)
     body.is_valid(raise_exception=True)
     data = body.validated_data
-    plan = services.plan_create(owner=request.user, request=data["request"], template=data["template"],
+    plan = services.plan_create(owner=request_user(request), request=data["request"], template=data["template"],
                                 inputs=data["inputs"], steps=data.get("steps"))
     return Response({"session_id": str(plan.id), "status": plan.status, "plan_url": f"/api/plans/{plan.id}/",
                      "stream_url": f"/workflow/{plan.id}/stream", "page_url": f"/plans/{plan.id}/"},

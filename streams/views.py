@@ -10,7 +10,7 @@ import uuid
 from typing import cast
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection
 from django.http import (
     Http404,
@@ -85,7 +85,7 @@ def plan_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return _error("not_authenticated", "Authentication credentials were not provided.", 401)
         try:
-            plan = selectors.plan_get(user=cast(AbstractBaseUser, request.user), plan_id=plan_id)
+            plan = selectors.plan_get(user=cast(User, request.user), plan_id=plan_id)
         except NotFound as exc:
             return _error(exc.code, exc.message, exc.http_status)
         problem = _normalise_last_event_id(request, plan.id)
@@ -107,7 +107,7 @@ def plan_snapshot(request: Request, plan_id: uuid.UUID) -> Response:
     """GET /api/plans/{id}/snapshot/: the plan with its steps, its open approvals, and ``last_event_id``,
     where to start streaming. The id is read before the plan, so applying the events after it on top of
     the snapshot can only bring it up to date."""
-    user = cast(AbstractBaseUser, request.user)  # IsAuthenticated
+    user = cast(User, request.user)  # IsAuthenticated
     plan = selectors.plan_get(user=user, plan_id=plan_id)
     cursor = events.snapshot_cursor(plan_id=plan.id)
     plan = selectors.plan_get(user=user, plan_id=plan_id)  # read after the cursor, on purpose
@@ -120,7 +120,7 @@ def plan_snapshot(request: Request, plan_id: uuid.UUID) -> Response:
 def plan_page(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponse:
     """GET /plans/{id}/: the live plan page (the DAG, coloured by state, updated over SSE)."""
     try:
-        plan = selectors.plan_get(user=cast(AbstractBaseUser, request.user), plan_id=plan_id)
+        plan = selectors.plan_get(user=cast(User, request.user), plan_id=plan_id)
     except NotFound:
         raise Http404("no such plan") from None
     return render(request, "streams/plan_live.html", {"plan": plan})

@@ -28,6 +28,7 @@ from django.conf import settings
 from httpx_sse import EventSource, ServerSentEvent
 
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec, Usage
+from agents.egress import ssl_context
 from agents.errors import (
     AgentBadOutput,
     AgentConfigError,
@@ -167,7 +168,7 @@ def openai_complete(req: Request, *, base_url: str, api_key: str, call: AgentCal
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     url = f"{base_url.rstrip('/')}/chat/completions"
     deadline = time.monotonic() + call.timeout
-    with request_errors(agent), httpx.Client(timeout=call.timeout) as client, \
+    with request_errors(agent), httpx.Client(timeout=call.timeout, verify=ssl_context()) as client, \
             client.stream("POST", url, json=_openai_body(req), headers=headers) as response:
         raise_for_status(agent, response)
         if req.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -253,7 +254,7 @@ def anthropic_complete(req: Request, *, base_url: str, api_key: str, call: Agent
     headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
     url = f"{base_url.rstrip('/')}/messages"
     deadline = time.monotonic() + call.timeout
-    with request_errors(agent), httpx.Client(timeout=call.timeout) as client, \
+    with request_errors(agent), httpx.Client(timeout=call.timeout, verify=ssl_context()) as client, \
             client.stream("POST", url, json=_anthropic_body(req), headers=headers) as response:
         raise_for_status(agent, response)
         if req.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
