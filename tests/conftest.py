@@ -62,6 +62,12 @@ agents:
     url: {fake_server.url}/agent
     timeout: 1
     allow_private: true
+  remote_fragile:
+    kind: http
+    url: {fake_server.url}/agent
+    timeout: 5
+    allow_private: true
+    queue: fragile  # only the workers that tests/orchestrator/test_reliability.py starts (and kills)
   held:
     kind: python
     callable: agents.builtin.echo
@@ -90,34 +96,45 @@ def _database_url_for(name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None, test_agents: str) -> Iterator[str]:
-    """A real worker process (threads pool) on the test database; yields its node name."""
+def start_worker(queues: str, agents_file: str, *, concurrency: int = 16) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a real worker process (threads pool) on the test database; return it and its node name once
+    it answers a ping."""
     from config.celery import app
 
     ARTIFACTS.mkdir(exist_ok=True)
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
     env = {**os.environ, "DATABASE_URL": _database_url_for(settings.DATABASES["default"]["NAME"]),
-           "AGENTS_FILE": test_agents, "ORCH_EMBEDDED": "1"}
-    log = open(ARTIFACTS / "worker.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "agents,scheduler", "-P", "threads",
-         "-c", "16", "-n", name, "--loglevel", os.environ.get("TEST_WORKER_LOGLEVEL", "WARNING"),
-         "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+           "AGENTS_FILE": agents_file, "ORCH_EMBEDDED": "1"}
+    with open(ARTIFACTS / "worker.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "threads",
+             "-c", str(concurrency), "-n", name, "--loglevel", os.environ.get("TEST_WORKER_LOGLEVEL", "WARNING"),
+             "--without-mingle", "--without-gossip"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
     _WORKER["started"] = True
     deadline = time.monotonic() + 60
     while not app.control.ping(destination=[name], timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the test worker did not start; see {ARTIFACTS / 'worker.log'}")
-    yield name
+            process.kill()
+            raise RuntimeError(f"a test worker did not start; see {ARTIFACTS / 'worker.log'}")
+    return process, name
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
-    log.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, test_agents: str) -> Iterator[str]:
+    """The session's worker on the agents and scheduler queues; yields its node name."""
+    process, name = start_worker("agents,scheduler", test_agents)
+    yield name
+    stop_worker(process)
 
 
 _WORKER = {"started": False}
