@@ -20,6 +20,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from rest_framework.authtoken.models import Token
 
+from orchestrator.services import plan_create
+from tests.approvals.test_approvals import make_approver
 from tests.conftest import ROOT, _database_url_for, wait_for_plan
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.usefixtures("idle_worker")]
@@ -92,3 +94,27 @@ def test_over_http_each_request_needs_a_valid_token(user: Any) -> None:
 
     assert refused.is_error and "auth.failed" in refused.content[0].text
     assert not listed.is_error and "echo" in {a["name"] for a in listed.structured_content["result"]}
+
+
+def test_an_approver_lists_and_decides_an_approval_over_mcp(user: Any, django_user_model: Any) -> None:
+    approver = make_approver(django_user_model, "mcp-approver")
+    token = Token.objects.create(user=approver).key
+    steps = [{"key": "gated", "agent": "echo", "approval": True, "input": {"prompt": "as planned"}}]
+    plan = plan_create(owner=user, request="approve over MCP", steps=steps)
+
+    async def session() -> tuple[Any, Any, Any]:
+        async with Client(server_for(token)) as client:
+            pending = await client.call_tool("approvals_pending", {})
+            approval_id = pending.structured_content["result"][0]["id"]
+            decided = await client.call_tool("approval_decide", {
+                "approval_id": approval_id, "decision": "approve", "edited_input": {"prompt": "edited"}})
+            again = await client.call_tool("approval_decide", {"approval_id": approval_id, "decision": "reject"})
+            return pending, decided, again
+
+    pending, decided, again = run_async(session)
+
+    assert [a["step_key"] for a in pending.structured_content["result"]] == ["gated"]
+    assert decided.structured_content["status"] == "approved"
+    assert again.is_error and "approval.already_decided" in again.content[0].text
+    plan = wait_for_plan(plan.id)
+    assert plan.status == "succeeded" and plan.result == {"input": {"prompt": "edited"}, "from": []}
