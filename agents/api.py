@@ -161,7 +161,11 @@ def _limited(spec: AgentSpec, target: Any, call: AgentCall) -> AgentResult:
 
 def _attempt(spec: AgentSpec, call: AgentCall) -> AgentResult:
     """One try behind the breaker: refused while it is open (CircuitOpen), and its outcome recorded.
-    Transient errors count as failures; an answer, even a refusal (4xx), shows the agent is up."""
+    Transient errors count as failures; an answer, even a refusal (4xx), shows the agent is up.
+    ``python`` agents have a breaker only when their configuration gives one (``breaker:``)."""
+    if spec.kind == "python" and not spec.breaker:
+        # In-process code: nothing remote to protect, so no breaker (two Redis round trips) unless configured.
+        return _limited(spec, registry.agent(spec.name), call)
     config = limits.BreakerConfig.of(spec.breaker)
     if not limits.breaker_allow(spec.name, trial_lease=call.timeout + 5):
         raise CircuitOpen(f"agent {spec.name!r} is failing: its circuit breaker is open")

@@ -127,7 +127,7 @@ def steps_transition(*, step_ids: list[uuid.UUID], to: StepStatus, attempt: int 
 
     One statement: a conditional UPDATE ... RETURNING whose rows also append one event each. Steps in
     another status, or whose attempt is not ``attempt`` (when given), are left alone. The events go out to
-    live subscribers after commit. Must run inside a transaction.
+    live subscribers after commit (at once in autocommit, where the statement is its own transaction).
     """
     if not step_ids:
         return []
@@ -523,20 +523,23 @@ class ClaimedStep:
 
 
 def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep | None:
-    """Claim a queued step for this delivery (short transaction). None if the delivery is a duplicate
-    or stale: the step is already claimed, finished, cancelled, or was queued again under a new attempt."""
-    with transaction.atomic():
-        now = timezone.now()
-        lease = Sql("%s::timestamptz + make_interval(secs => timeout + %s)", (now, settings.ORCH_LEASE_GRACE))
-        moved = steps_transition(step_ids=[step_id], to=StepStatus.RUNNING, attempt=attempt,
-                                 fields={"started_at": now, "worker": worker, "lease_expires_at": lease},
-                                 event_data={"worker": worker})
-        if not moved:
-            log.info("orchestrator.step.claim_noop", extra={"step_id": str(step_id), "attempt": attempt})
-            return None
-        step = moved[0]
-        context = dict(Step.objects.filter(plan_id=step.plan_id, key__in=step.depends_on)
-                       .values_list("key", "output")) if step.depends_on else {}
+    """Claim a queued step for this delivery. None if the delivery is a duplicate or stale: the step is
+    already claimed, finished, cancelled, or was queued again under a new attempt.
+
+    The claim is one statement, atomic on its own: it runs in autocommit (no BEGIN/COMMIT round trips on
+    the hottest path). The context read after it needs no transaction: succeeded outputs never change.
+    Must not be called inside a transaction."""
+    now = timezone.now()
+    lease = Sql("%s::timestamptz + make_interval(secs => timeout + %s)", (now, settings.ORCH_LEASE_GRACE))
+    moved = steps_transition(step_ids=[step_id], to=StepStatus.RUNNING, attempt=attempt,
+                             fields={"started_at": now, "worker": worker, "lease_expires_at": lease},
+                             event_data={"worker": worker})
+    if not moved:
+        log.info("orchestrator.step.claim_noop", extra={"step_id": str(step_id), "attempt": attempt})
+        return None
+    step = moved[0]
+    context = dict(Step.objects.filter(plan_id=step.plan_id, key__in=step.depends_on)
+                   .values_list("key", "output")) if step.depends_on else {}
     log.info("orchestrator.step.claimed", extra={"plan_id": str(step.plan_id), "step_id": str(step_id),
                                                  "attempt": attempt, "worker": worker})
     return ClaimedStep(step.id, step.plan_id, step.key, step.agent, attempt, step.input, context, step.timeout)
