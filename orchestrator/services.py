@@ -162,7 +162,8 @@ def steps_transition(*, step_ids: list[uuid.UUID], to: StepStatus, attempt: int 
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     # Django has psycopg hand jsonb back as text (JSONField decodes it); so does this raw cursor.
-    moved = [Moved(*row[:5], json.loads(row[5]), *row[6:-1]) for row in rows]
+    moved = [Moved(id=row[0], plan_id=row[1], key=row[2], agent=row[3], attempt=row[4], input=json.loads(row[5]),
+                   depends_on=row[6], timeout=row[7]) for row in rows]
     events.publish_on_commit(
         PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,
                   data={"attempt": step.attempt, "agent": step.agent, **extra}, created_at=now)
