@@ -64,7 +64,7 @@ class StepAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
 class UserBudgetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Running totals are read-only (the services add each call's usage); budgets may be set here."""
 
-    list_display = ["user", "tokens_used", "cost_used", "budget_tokens", "budget_cost"]
+    list_display = ["user", "tokens_used", "cost_used", "budget_tokens", "budget_cost", "cap_tokens", "cap_cost"]
     readonly_fields = ["tokens_used", "cost_used"]
     search_fields = ["user__username"]
     list_select_related = ["user"]

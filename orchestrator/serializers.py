@@ -22,7 +22,7 @@ class PlanSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         model = Plan
         fields = ["id", "owner", "request", "template", "inputs", "status", "result", "error_code",
                   "error_message", "created_at", "started_at", "finished_at", "tokens_used", "cost_used",
-                  "budget_tokens", "budget_cost"]
+                  "budget_tokens", "budget_cost", "cap_tokens", "cap_cost"]
         read_only_fields = ["tokens_used", "cost_used"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -13,6 +15,13 @@ from common.api import request_user
 from orchestrator import selectors, services
 from orchestrator.models import Plan
 from orchestrator.serializers import PlanCreateSerializer, PlanDetailSerializer, PlanSerializer
+
+
+def _create(request: Request, data: dict[str, Any]) -> Plan:
+    return services.plan_create(owner=request_user(request), request=data["request"], template=data["template"],
+                                inputs=data["inputs"], steps=data.get("steps"),
+                                budget_tokens=data.get("budget_tokens"), budget_cost=data.get("budget_cost"),
+                                cap_tokens=data.get("cap_tokens"), cap_cost=data.get("cap_cost"))
 
 
 class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
@@ -37,11 +46,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def create(self, request: Request) -> Response:
         body = PlanCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        plan = services.plan_create(owner=request_user(request), request=data["request"], template=data["template"],
-                                    inputs=data["inputs"], steps=data.get("steps"),
-                                    budget_tokens=data.get("budget_tokens"), budget_cost=data.get("budget_cost"),
-                                    cap_tokens=data.get("cap_tokens"), cap_cost=data.get("cap_cost"))
+        plan = _create(request, body.validated_data)
         plan = selectors.plan_get(user=request_user(request), plan_id=plan.id)
         return Response(PlanDetailSerializer(plan).data, status=status.HTTP_201_CREATED)
 
@@ -61,9 +66,7 @@ def orchestrate(request: Request) -> Response:
     follow it. The plan runs on the workers; nothing here waits for it."""
     body = PlanCreateSerializer(data=request.data)
     body.is_valid(raise_exception=True)
-    data = body.validated_data
-    plan = services.plan_create(owner=request_user(request), request=data["request"], template=data["template"],
-                                inputs=data["inputs"], steps=data.get("steps"))
+    plan = _create(request, body.validated_data)
     return Response({"session_id": str(plan.id), "status": plan.status, "plan_url": f"/api/plans/{plan.id}/",
                      "stream_url": f"/workflow/{plan.id}/stream", "page_url": f"/plans/{plan.id}/"},
                     status=status.HTTP_201_CREATED)
