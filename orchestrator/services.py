@@ -188,8 +188,11 @@ def _send_steps(moved: list[Moved]) -> None:
 
 
 def _dispatch_on_commit(moved: list[Moved]) -> None:
+    """Send the steps' messages once the transaction that queued them commits. If the broker is down the
+    send fails here, logged, without undoing anything: the steps stay queued and the reconciler sends them
+    again (ORCH_REQUEUE_AFTER)."""
     if moved:
-        transaction.on_commit(lambda: _send_steps(moved))
+        transaction.on_commit(lambda: _send_steps(moved), robust=True)
 
 
 # --- plans --------------------------------------------------------------------------------------------
@@ -263,7 +266,8 @@ def plan_create(*, owner: User, request: str, template: str = "",
                                    cap_cost=cap_cost)
         events_record(plan_id=plan.id, items=[("plan.created", "", {"template": template})], actor=owner)
         if specs is None:
-            transaction.on_commit(lambda: current_app.send_task(PLAN_GENERATE_TASK, args=(str(plan.id),)))
+            transaction.on_commit(lambda: current_app.send_task(PLAN_GENERATE_TASK, args=(str(plan.id),)),
+                                  robust=True)  # lost: the reconciler sends it again
         else:
             _start(plan, specs)
     return plan
