@@ -172,8 +172,11 @@ def stop() -> None:
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
     if command in ("start", "env"):
-        db, redis = database_url(), redis_url()
-        print(f"export DATABASE_URL='{db}'\nexport REDIS_URL='{redis}'\nexport ORCH_EMBEDDED=1")
+        # Only what the environment does not already point at: a set DATABASE_URL / REDIS_URL is kept.
+        if not os.environ.get("DATABASE_URL"):
+            print(f"export DATABASE_URL='{database_url()}'\nexport ORCH_EMBEDDED=1")
+        if not os.environ.get("REDIS_URL"):
+            print(f"export REDIS_URL='{redis_url()}'")
     elif command == "stop":
         stop()
     elif command == "status":

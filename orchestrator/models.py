@@ -15,7 +15,27 @@ from django.utils import timezone
 from orchestrator.states import PlanStatus, StepStatus
 
 
-class Plan(models.Model):
+class Spending(models.Model):
+    """Running totals of agent calls and their limits (None: no limit), kept by a plan and by a person.
+
+    Over a budget a step waits for approval to exceed it; a hard cap is never passed (services._gate)."""
+
+    tokens_used = models.PositiveBigIntegerField(default=0)
+    cost_used = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    budget_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cap_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    cap_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def limited(self) -> bool:
+        return any(limit is not None for limit in (self.budget_tokens, self.budget_cost, self.cap_tokens,
+                                                   self.cap_cost))
+
+
+class Plan(Spending):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="plans")
     request = models.TextField()
@@ -28,14 +48,6 @@ class Plan(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Running totals of the plan's agent calls, and its budgets (None: no limit).
-    tokens_used = models.PositiveBigIntegerField(default=0)
-    cost_used = models.DecimalField(max_digits=14, decimal_places=6, default=0)
-    budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
-    budget_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
-    # Hard caps: a step whose estimate would pass one fails instead of running; no approval overrides it.
-    cap_tokens = models.PositiveBigIntegerField(null=True, blank=True)
-    cap_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -116,16 +128,10 @@ class PlanEvent(models.Model):
         return f"{self.type} {self.step_key}".strip()
 
 
-class UserBudget(models.Model):
-    """A person's running totals across all their plans, and their budgets (None: no limit)."""
+class UserBudget(Spending):
+    """A person's running totals across all their plans, and their budgets."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget")
-    tokens_used = models.PositiveBigIntegerField(default=0)
-    cost_used = models.DecimalField(max_digits=14, decimal_places=6, default=0)
-    budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
-    budget_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
-    cap_tokens = models.PositiveBigIntegerField(null=True, blank=True)
-    cap_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
 
     def __str__(self) -> str:
         return f"budget of {self.user}"

@@ -38,7 +38,7 @@ from agents.api import AgentError, Estimate, Totals, agent_estimate, agent_get, 
 from approvals import api as approvals
 from common.errors import Conflict, NotFound
 from orchestrator import events, planning
-from orchestrator.models import Plan, PlanEvent, Step, UserBudget
+from orchestrator.models import Plan, PlanEvent, Spending, Step, UserBudget
 from orchestrator.planning import PlanInvalid, StepSpec
 from orchestrator.states import (
     PLAN_TERMINAL,
@@ -421,20 +421,16 @@ def _budget_verdict(plan: Plan, estimate: Estimate) -> tuple[str, str]:
     """("ok" | "approve" | "cap", why) for a call of ``estimate`` in ``plan``. Totals count what was spent
     plus the estimates of steps queued or running (reserved). Locks the owner's UserBudget row (plan, then
     user: the order every writer of totals uses)."""
-    def limited(owner: Plan | UserBudget) -> bool:
-        return any(limit is not None for limit in (owner.budget_tokens, owner.budget_cost, owner.cap_tokens,
-                                                   owner.cap_cost))
-
     user = UserBudget.objects.select_for_update().filter(user_id=plan.owner_id).first()
-    user = user if user is not None and limited(user) else None
-    if user is None and not limited(plan):
+    user = user if user is not None and user.limited() else None
+    if user is None and not plan.limited():
         return "ok", ""
 
     def reserved(steps: Any) -> tuple[int, Decimal]:
         sums = steps.filter(status__in=STEP_ACTIVE).aggregate(t=Sum("estimated_tokens"), c=Sum("estimated_cost"))
         return int(sums["t"] or 0), sums["c"] or Decimal(0)
 
-    def totals(owner: Plan | UserBudget, tokens: int, cost: Decimal, cap: bool) -> Totals:
+    def totals(owner: Spending, tokens: int, cost: Decimal, cap: bool) -> Totals:
         return Totals(tokens_used=owner.tokens_used + tokens, cost_used=owner.cost_used + cost,
                       budget_tokens=owner.cap_tokens if cap else owner.budget_tokens,
                       budget_cost=owner.cap_cost if cap else owner.budget_cost)

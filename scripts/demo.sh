@@ -2,16 +2,11 @@
 # make demo: migrate, start an agent worker, run the research workflow with live progress, clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
-mkdir -p "$XDG_RUNTIME_DIR" .run
-# Leave embedded servers running only if they were running before the demo started.
-was_up=$($PY -m config.services status | grep -c " up" || true)
-eval "$($PY -m config.services start)"
+source scripts/env.sh
 worker_pid=""
 cleanup() {
   [ -n "$worker_pid" ] && kill -TERM "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null || true
-  [ "$was_up" = "0" ] && $PY -m config.services stop || true
+  stop_services
 }
 trap cleanup EXIT INT TERM
 $PY manage.py migrate --verbosity 0

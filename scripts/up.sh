@@ -3,12 +3,8 @@
 # unless DATABASE_URL / REDIS_URL point elsewhere. Embedded servers started here are stopped on the way out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
-mkdir -p "$XDG_RUNTIME_DIR" .run
-was_up=$($PY -m config.services status | grep -c " up" || true)
-eval "$($PY -m config.services start)"
-trap '[ "$was_up" = "0" ] && $PY -m config.services stop || true' EXIT
+source scripts/env.sh
+trap stop_services EXIT
 $PY manage.py migrate --verbosity 0
 $PY manage.py collectstatic --noinput --verbosity 0
 export PATH="$PWD/.venv/bin:$PATH"

@@ -66,23 +66,28 @@ def test_a_stale_attempt_cannot_claim_or_record(user: Any) -> None:
     assert step.status == StepStatus.RUNNING
 
 
-def test_the_join_is_queued_once_when_its_dependencies_finish_together(user: Any) -> None:
-    plan = services.plan_create(owner=user, request="race", steps=JOIN)
+def finish_together(plan: Plan, keys: tuple[str, ...]) -> None:
+    """Claim the steps, then record their successes from as many threads released at the same moment."""
     steps = steps_of(plan)
-    for key in ("a", "b"):
+    for key in keys:
         services.step_claim(step_id=steps[key].id, attempt=1, worker="w")
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(len(keys))
 
     def finish(key: str) -> None:
         barrier.wait()
         services.step_succeed(step_id=steps[key].id, attempt=1, output=key, usage=None)
         connection.close()
 
-    threads = [threading.Thread(target=finish, args=(key,)) for key in ("a", "b")]
+    threads = [threading.Thread(target=finish, args=(key,)) for key in keys]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def test_the_join_is_queued_once_when_its_dependencies_finish_together(user: Any) -> None:
+    plan = services.plan_create(owner=user, request="race", steps=JOIN)
+    finish_together(plan, ("a", "b"))
 
     join = Step.objects.get(plan=plan, key="join")
     assert join.status == StepStatus.QUEUED
@@ -92,21 +97,7 @@ def test_the_join_is_queued_once_when_its_dependencies_finish_together(user: Any
 
 def test_the_last_two_steps_finishing_together_finish_the_plan(user: Any) -> None:
     plan = services.plan_create(owner=user, request="race", steps=JOIN[:2])
-    steps = steps_of(plan)
-    for key in ("a", "b"):
-        services.step_claim(step_id=steps[key].id, attempt=1, worker="w")
-    barrier = threading.Barrier(2)
-
-    def finish(key: str) -> None:
-        barrier.wait()
-        services.step_succeed(step_id=steps[key].id, attempt=1, output=key, usage=None)
-        connection.close()
-
-    threads = [threading.Thread(target=finish, args=(key,)) for key in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    finish_together(plan, ("a", "b"))
 
     plan.refresh_from_db()
     assert plan.status == PlanStatus.SUCCEEDED
