@@ -1,7 +1,7 @@
 """From a request to validated step specs: YAML workflow templates and the LLM planner's JSON.
 
 Nothing here touches the database: a plan is validated whole before any of it is stored.
-Error codes (stable, documented in docs/errors.md): plan.malformed_json, plan.invalid_schema, plan.empty,
+Error codes (stable, listed in docs/errors.md): plan.malformed_json, plan.invalid_schema, plan.empty,
 plan.too_many_steps, plan.duplicate_step, plan.unknown_agent, plan.unknown_dependency, plan.cycle,
 plan.bad_reference, plan.missing_input, plan.unknown_template.
 """
