@@ -2,18 +2,20 @@
 
 Concurrency rules (read these before changing anything here):
 
-1. ``steps_transition`` is the only writer of ``Step.status``. It is one conditional UPDATE: a step moves
-   only from a status the state machine allows (``states.STEP_TRANSITIONS``) and, when ``attempt`` is
-   given, only if that attempt is still current. A duplicate or stale request matches no row and is a
-   logged no-op. That is what makes task delivery idempotent.
-2. Whatever decides what runs next (a step ending, cancel, the reconciler) holds the plan's row lock
-   (``SELECT ... FOR UPDATE`` on the plan), so two dependencies finishing at once cannot both miss that
-   their join is ready, and the last two steps finishing at once cannot both miss that the plan is done.
-   The claim (queued -> running) needs no plan lock: its conditional UPDATE races only with cancel, and
-   the row lock on the step decides that race.
-3. Lock order is plan, then steps. Messages go out after commit (``transaction.on_commit``); if one is
-   lost, the reconciler sends it again, and the attempt number makes the copy harmless.
-4. No transaction is open while an agent runs: claim in one short transaction, call, record in another.
+1. ``steps_transition`` is the only writer of ``Step.status``. It is one statement: a conditional UPDATE
+   that moves a step only from a status the state machine allows (``states.STEP_TRANSITIONS``) and, when
+   ``attempt`` is given, only if that attempt is still current, and that appends the step's event. A
+   duplicate or stale request matches no row and is a logged no-op: that makes task delivery idempotent.
+2. Whatever decides what runs next (a step ending, an approval resolved, cancel, the reconciler) holds the
+   plan's row lock (``SELECT ... FOR NO KEY UPDATE``), so two dependencies finishing at once cannot both
+   miss that their join is ready, the last two steps cannot both miss that the plan is done, and budget
+   checks see every reservation. (NO KEY: the claim's event row references the plan and takes FOR KEY
+   SHARE on it, which must not wait for a step's end.) The claim (queued -> running) needs no plan lock:
+   its conditional UPDATE races only with cancel, and the step's row lock decides that race.
+3. Lock order: approval, then plan, then the owner's budget row, then steps. Messages go out after
+   commit (``transaction.on_commit``); if one is lost, the reconciler sends it again, and the attempt
+   number makes the copy harmless.
+4. No transaction is open while an agent runs: claim (one statement), call, record in a short transaction.
 """
 
 from __future__ import annotations
