@@ -38,6 +38,10 @@ def test_a_worker_killed_mid_step_loses_nothing_and_reruns_nothing_finished(
         {"key": "after", "agent": "remote_fragile", "depends_on": ["slow"]}])
     before, slow = (Step.objects.get(plan=plan, key=key) for key in ("before", "slow"))
     slow = wait_for_status(slow, StepStatus.RUNNING)
+    deadline = time.monotonic() + 30
+    while fake_server.call_count(str(slow.id)) == 0:  # the agent service is now handling the call
+        assert time.monotonic() < deadline, "the slow step's call never reached the agent service"
+        time.sleep(0.02)
 
     os.kill(doomed.pid, signal.SIGKILL)  # no shutdown, no ack, no result: the step is left "running"
     doomed.wait()
