@@ -182,6 +182,16 @@ def user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user(username=f"u{uuid.uuid4().hex[:6]}", password="pw-for-tests")
 
 
+def api_client(user: Any) -> Any:
+    """A DRF test client that authenticates as ``user`` with a fresh API token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
 def wait_for_plan(plan_id: uuid.UUID, *, timeout: float = 30, statuses: tuple[str, ...] = ()) -> Any:
     """Poll until the plan reaches one of ``statuses`` (default: any terminal status)."""
     from orchestrator.models import Plan

@@ -5,22 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from agents import limits
+from tests.conftest import api_client
 
 pytestmark = pytest.mark.django_db
 
 
-def client_for(user: Any) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
 
 def test_agents_are_listed_with_kind_capabilities_queue_health_and_breaker(user: Any) -> None:
-    response = client_for(user).get("/api/agents/")
+    response = api_client(user).get("/api/agents/")
 
     assert response.status_code == 200
     agents = {a["name"]: a for a in response.json()}
@@ -37,7 +32,7 @@ def test_an_open_breaker_shows_as_unavailable(user: Any) -> None:
     for _ in range(3):
         limits.breaker_record("service_ndjson", ok=False, config=limits.BreakerConfig(3, 60))
     try:
-        agent = client_for(user).get("/api/agents/service_ndjson/").json()
+        agent = api_client(user).get("/api/agents/service_ndjson/").json()
     finally:
         limits.breaker_reset("service_ndjson")
 
@@ -46,13 +41,13 @@ def test_an_open_breaker_shows_as_unavailable(user: Any) -> None:
 
 
 def test_the_guides_path_lists_the_same_agents(user: Any) -> None:
-    client = client_for(user)
+    client = api_client(user)
 
     assert client.get("/agents").json() == client.get("/api/agents/").json()
 
 
 def test_an_unknown_agent_is_a_404_with_a_code(user: Any) -> None:
-    response = client_for(user).get("/api/agents/nope/")
+    response = api_client(user).get("/api/agents/nope/")
 
     assert response.status_code == 404 and response.json()["error"]["code"] == "agent.unknown"
 

@@ -6,23 +6,16 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from approvals.models import Approval
 from orchestrator import services
 from orchestrator.models import Step
 from orchestrator.states import StepStatus
 from tests.approvals.test_approvals import finish, gated_plan, make_approver, step, waiting_approval
-from tests.conftest import ARTIFACTS, wait_for_plan
+from tests.conftest import ARTIFACTS, api_client, wait_for_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-def api_as(user: Any) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
 
 
 @pytest.fixture
@@ -38,7 +31,7 @@ def waiting(user: Any) -> Approval:
 
 
 def test_approvers_list_pending_approvals(waiting: Approval, approver: Any) -> None:
-    response = api_as(approver).get("/api/approvals/?status=pending")
+    response = api_client(approver).get("/api/approvals/?status=pending")
 
     assert response.status_code == 200
     [listed] = response.json()
@@ -46,7 +39,7 @@ def test_approvers_list_pending_approvals(waiting: Approval, approver: Any) -> N
 
 
 def test_approve_with_an_edited_input_over_the_api(waiting: Approval, approver: Any) -> None:
-    response = api_as(approver).post(f"/api/approvals/{waiting.id}/approve/",
+    response = api_client(approver).post(f"/api/approvals/{waiting.id}/approve/",
                                      {"edited_input": {"prompt": "better"}, "comment": "ok"}, format="json")
 
     assert response.status_code == 200
@@ -56,8 +49,8 @@ def test_approve_with_an_edited_input_over_the_api(waiting: Approval, approver: 
 
 def test_reject_over_the_api_and_a_second_decision_is_a_409(waiting: Approval, approver: Any,
                                                              django_user_model: Any) -> None:
-    first = api_as(approver).post(f"/api/approvals/{waiting.id}/reject/", {"comment": "no"}, format="json")
-    second = api_as(make_approver(django_user_model, "late")).post(f"/api/approvals/{waiting.id}/approve/")
+    first = api_client(approver).post(f"/api/approvals/{waiting.id}/reject/", {"comment": "no"}, format="json")
+    second = api_client(make_approver(django_user_model, "late")).post(f"/api/approvals/{waiting.id}/approve/")
 
     assert (first.status_code, first.json()["status"]) == (200, "rejected")
     assert (second.status_code, second.json()["error"]["code"]) == (409, "approval.already_decided")
@@ -67,7 +60,7 @@ def test_reject_over_the_api_and_a_second_decision_is_a_409(waiting: Approval, a
 @pytest.mark.parametrize("body", [{"edited_input": "not an object"}, {"edited_input": [1, 2]},
                                   {"comment": ["x"]}])
 def test_a_bad_decision_body_is_a_400(waiting: Approval, approver: Any, body: dict[str, Any]) -> None:
-    response = api_as(approver).post(f"/api/approvals/{waiting.id}/approve/", body, format="json")
+    response = api_client(approver).post(f"/api/approvals/{waiting.id}/approve/", body, format="json")
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] in ("invalid", "approval.invalid_input")
@@ -77,7 +70,7 @@ def test_a_bad_decision_body_is_a_400(waiting: Approval, approver: Any, body: di
 def test_an_approval_you_may_not_see_is_a_404(waiting: Approval, django_user_model: Any) -> None:
     stranger = django_user_model.objects.create_user(username="stranger", password="pw-for-tests")
 
-    api = api_as(stranger)
+    api = api_client(stranger)
     assert api.get(f"/api/approvals/{waiting.id}/").status_code == 404
     assert api.post(f"/api/approvals/{waiting.id}/approve/").status_code == 404
     assert api.get("/api/approvals/").json() == []
@@ -85,7 +78,7 @@ def test_an_approval_you_may_not_see_is_a_404(waiting: Approval, django_user_mod
 
 
 def test_the_owner_sees_but_may_not_decide_without_the_permission(waiting: Approval, user: Any) -> None:
-    api = api_as(user)
+    api = api_client(user)
 
     assert api.get(f"/api/approvals/{waiting.id}/").status_code == 200
     response = api.post(f"/api/approvals/{waiting.id}/approve/")
@@ -93,7 +86,7 @@ def test_the_owner_sees_but_may_not_decide_without_the_permission(waiting: Appro
 
 
 def test_the_guides_workflow_approve_endpoint(waiting: Approval, approver: Any) -> None:
-    api = api_as(approver)
+    api = api_client(approver)
 
     bad = api.post(f"/workflow/{waiting.plan_id}/approve", {"decision": "maybe"}, format="json")
     good = api.post(f"/workflow/{waiting.plan_id}/approve", {"decision": "approve", "comment": "go"}, format="json")

@@ -6,8 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from approvals import api as approvals
 from approvals.models import Approval
@@ -15,7 +13,7 @@ from orchestrator import services
 from orchestrator.models import Step, UserBudget
 from orchestrator.states import PlanStatus, StepStatus
 from tests.approvals.test_approvals import make_approver
-from tests.conftest import wait_for_plan
+from tests.conftest import api_client, wait_for_plan
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.usefixtures("idle_worker")]
 
@@ -42,8 +40,7 @@ def wait_for_step(plan: Any, key: str, status: str) -> Step:
 
 
 def test_a_step_over_the_plan_budget_waits_and_runs_once_approved(user: Any, django_user_model: Any) -> None:
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api = api_client(user)
     budget = first_estimate()
     response = api.post("/api/plans/", {"request": "on a budget", "steps": TWO_CALLS,
                                         "budget_cost": str(budget)}, format="json")

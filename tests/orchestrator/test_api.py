@@ -5,22 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from orchestrator.models import Plan
+from tests.conftest import api_client
 
 pytestmark = pytest.mark.django_db
 
 
-def client_for(user: Any) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
 
 def test_a_plan_is_created_from_a_template_and_read_back(user: Any) -> None:
-    api = client_for(user)
+    api = api_client(user)
 
     created = api.post("/api/plans/", {"request": "Why is the sky blue?", "template": "research"}, format="json")
     fetched = api.get(f"/api/plans/{created.json()['id']}/")
@@ -36,7 +31,7 @@ def test_a_plan_is_created_from_a_template_and_read_back(user: Any) -> None:
 def test_explicit_steps_with_a_cycle_get_a_400_with_the_code(user: Any) -> None:
     steps = [{"key": "a", "agent": "held", "depends_on": ["b"]}, {"key": "b", "agent": "held", "depends_on": ["a"]}]
 
-    response = client_for(user).post("/api/plans/", {"request": "x", "steps": steps}, format="json")
+    response = api_client(user).post("/api/plans/", {"request": "x", "steps": steps}, format="json")
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "plan.cycle"
@@ -46,14 +41,14 @@ def test_explicit_steps_with_a_cycle_get_a_400_with_the_code(user: Any) -> None:
 @pytest.mark.parametrize("body", [{}, {"request": ""}, {"request": "x", "inputs": "not a dict"},
                                   {"request": "x", "steps": [{"agent": "held"}]}, "not json at all"])
 def test_a_bad_body_gets_a_400_json_error(user: Any, body: Any) -> None:
-    response = client_for(user).post("/api/plans/", body, format="json")
+    response = api_client(user).post("/api/plans/", body, format="json")
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] in ("invalid", "parse_error")
 
 
 def test_an_unknown_template_is_a_400(user: Any) -> None:
-    response = client_for(user).post("/api/plans/", {"request": "x", "template": "nope"}, format="json")
+    response = api_client(user).post("/api/plans/", {"request": "x", "template": "nope"}, format="json")
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "plan.unknown_template"
@@ -68,17 +63,17 @@ def test_without_a_token_the_api_answers_401(user: Any) -> None:
 
 def test_another_users_plan_is_a_404(user: Any, django_user_model: Any) -> None:
     other = django_user_model.objects.create_user(username="other", password="pw-for-tests")
-    plan_id = client_for(user).post("/api/plans/", {"request": "mine", "template": "research"},
+    plan_id = api_client(user).post("/api/plans/", {"request": "mine", "template": "research"},
                                     format="json").json()["id"]
 
-    api = client_for(other)
+    api = api_client(other)
     assert api.get(f"/api/plans/{plan_id}/").status_code == 404
     assert api.post(f"/api/plans/{plan_id}/cancel/").status_code == 404
     assert api.get("/api/plans/").json()["results"] == []
 
 
 def test_cancel_twice_is_a_409(user: Any) -> None:
-    api = client_for(user)
+    api = api_client(user)
     plan_id = api.post("/api/plans/", {"request": "x", "steps": [{"key": "a", "agent": "held"}]},
                        format="json").json()["id"]
 
@@ -90,14 +85,14 @@ def test_cancel_twice_is_a_409(user: Any) -> None:
 
 
 def test_the_openapi_schema_is_served(user: Any) -> None:
-    response = client_for(user).get("/api/schema/", HTTP_ACCEPT="application/json")
+    response = api_client(user).get("/api/schema/", HTTP_ACCEPT="application/json")
 
     assert response.status_code == 200
     assert "/api/plans/" in response.json()["paths"]
 
 
 def test_the_guides_orchestrate_endpoint_starts_a_plan(user: Any) -> None:
-    response = client_for(user).post("/orchestrate", {"request": "Why?", "template": "research"}, format="json")
+    response = api_client(user).post("/orchestrate", {"request": "Why?", "template": "research"}, format="json")
 
     assert response.status_code == 201
     body = response.json()
