@@ -123,9 +123,10 @@ def _requeue(plan_id: uuid.UUID, steps: Iterable[tuple[uuid.UUID, int, int]], *,
 
 
 def _step_lost(step_id: uuid.UUID, plan_id: uuid.UUID, attempt: int, max_attempts: int,
-               deadline_at: datetime | None, lease_expires_at: datetime, *, now: datetime) -> int:
+               deadline_at: datetime | None, lease_expires_at: datetime | None, *, now: datetime) -> int:
     # Its worker was alive (its heartbeat renewed the lease) after the run's deadline: it hung; else it died.
-    hung = deadline_at is not None and lease_expires_at - timedelta(seconds=settings.ORCH_LEASE_TTL) >= deadline_at
+    last_alive = lease_expires_at - timedelta(seconds=settings.ORCH_LEASE_TTL) if lease_expires_at else None
+    hung = deadline_at is not None and last_alive is not None and last_alive >= deadline_at
     reason = "deadline_passed" if hung else "worker_lost"
     with transaction.atomic():
         plan = plan_locked(plan_id)
