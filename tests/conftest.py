@@ -75,6 +75,17 @@ agents:
   fail:
     kind: python
     callable: agents.builtin.fail
+  held_llm:
+    kind: llm
+    provider: offline
+    max_tokens: 400
+    queue: held
+  hang:
+    kind: python
+    callable: tests.agents.hang.hang  # blocks until the test releases it
+    timeout: 0.5
+    retries: 2
+    max_concurrency: 2
 """)
     # No shipped approval policies in tests: each test that wants one creates it (ApprovalPolicy rows).
     from approvals import policies

@@ -105,7 +105,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     params: list[Any] = [str(to)]
     for column, value in (fields or {}).items():
         sets.append(f"{column} = %s")
-        params.append(Jsonb(value) if column in _JSON_COLUMNS else value)
+        params.append(Jsonb(value) if column in _JSON_COLUMNS and value is not None else value)
     if not set(increment) <= _COUNTERS:
         raise ValueError(f"only {sorted(_COUNTERS)} can be incremented, not {increment}")
     sets += [f"{column} = {column} + 1" for column in increment]
