@@ -88,12 +88,13 @@ class _Heartbeat:
                 if not mine:
                     continue
                 prefix = "" if kind == "step" else "planning_"
+                table = model._meta.db_table
                 with connection.cursor() as cursor:
                     cursor.execute(
-                        f"UPDATE {model._meta.db_table} SET {prefix}lease_expires_at = %s "
+                        f"UPDATE {table} SET {prefix}lease_expires_at = %s "
                         f"FROM unnest(%s::uuid[], %s::int[]) AS held(id, attempt) "
-                        f"WHERE {model._meta.db_table}.id = held.id AND {prefix}attempt = held.attempt "
-                        f"AND status = %s AND {prefix}deadline_at > %s RETURNING {model._meta.db_table}.id",
+                        f"WHERE {table}.id = held.id AND {table}.{prefix}attempt = held.attempt "
+                        f"AND {table}.status = %s AND {table}.{prefix}deadline_at > %s RETURNING {table}.id",
                         [expires, [lease.id for lease in mine], [lease.attempt for lease in mine], status, now - grace])
                     renewed.update(row[0] for row in cursor.fetchall())
             for lease in held:
