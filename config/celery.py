@@ -1,4 +1,4 @@
-"""The Celery app. Queues (see orchestrator.queues.Queue): ``agents`` for I/O-bound agent calls on a
+"""The Celery app. Queues (see common.queues.Queue): ``agents`` for I/O-bound agent calls on a
 threads pool, ``scheduler`` for the periodic reconciler; they never share a pool."""
 
 from __future__ import annotations

@@ -186,6 +186,8 @@ CELERY_TASK_ROUTES = {
     "orchestrator.plan_generate": {"queue": "agents"},
     "orchestrator.reconcile": {"queue": "scheduler"},
     "approvals.expire": {"queue": "scheduler"},
+    "approvals.escalation_mail": {"queue": "notify"},
+    "approvals.escalation_webhook": {"queue": "notify"},
 }
 CELERY_BEAT_SCHEDULE = {
     "orchestrator.reconcile": {
@@ -231,11 +233,14 @@ LOGIN_URL = "login"
 APPROVALS_FILE = Path(env("APPROVALS_FILE") or BASE_DIR / "approvals.yaml")
 # Every approval has a deadline: this one unless a policy sets a shorter one (seconds).
 APPROVAL_DEFAULT_TIMEOUT = env_int("APPROVAL_DEFAULT_TIMEOUT", 24 * 3600)
+_mail_backend = env("EMAIL_BACKEND") or ("django.core.mail.backends.console.EmailBackend" if EMBEDDED
+                                         else "django.core.mail.backends.smtp.EmailBackend")
 MAILERS = {
     "default": {
-        "BACKEND": env("EMAIL_BACKEND") or ("django.core.mail.backends.console.EmailBackend" if EMBEDDED
-                                            else "django.core.mail.backends.smtp.EmailBackend"),
-        "OPTIONS": {} if EMBEDDED else {"host": env("EMAIL_HOST") or "localhost", "port": env_int("EMAIL_PORT", 25)},
+        "BACKEND": _mail_backend,
+        # A mail server that hangs must not hold a worker thread: every SMTP call times out.
+        "OPTIONS": {"host": env("EMAIL_HOST") or "localhost", "port": env_int("EMAIL_PORT", 25),
+                    "timeout": env_int("EMAIL_TIMEOUT", 10)} if _mail_backend.endswith("smtp.EmailBackend") else {},
     },
 }
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL") or "orchestrator@localhost"
