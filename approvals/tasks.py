@@ -14,8 +14,6 @@ from common.queues import Queue
 # Escalation notifications retry on their own (exponential backoff up to 10 minutes, for about a day): a
 # mail server or webhook that is down for a while delays them, never loses them. Each is sent once: the
 # approval's pending flag is cleared after the send (a crash between the two may send it twice).
-NOTIFY = {"queue": Queue.NOTIFY, "acks_late": True, "reject_on_worker_lost": True, "ignore_result": True,
-          "retry_backoff": True, "retry_backoff_max": 600, "max_retries": 150}
 
 
 @shared_task(name="approvals.expire", queue=Queue.SCHEDULER, ignore_result=True)
@@ -24,11 +22,15 @@ def expire() -> dict[str, int]:
     return services.approvals_expire()
 
 
-@shared_task(name="approvals.escalation_mail", autoretry_for=(smtplib.SMTPException, OSError), **NOTIFY)
+@shared_task(name="approvals.escalation_mail", autoretry_for=(smtplib.SMTPException, OSError), queue=Queue.NOTIFY,
+             acks_late=True, reject_on_worker_lost=True, ignore_result=True, retry_backoff=True,
+             retry_backoff_max=600, max_retries=150)
 def escalation_mail(approval_id: str) -> None:
     services.escalation_mail_send(approval_id=uuid.UUID(approval_id))
 
 
-@shared_task(name="approvals.escalation_webhook", autoretry_for=(httpx.HTTPError,), **NOTIFY)
+@shared_task(name="approvals.escalation_webhook", autoretry_for=(httpx.HTTPError,), queue=Queue.NOTIFY,
+             acks_late=True, reject_on_worker_lost=True, ignore_result=True, retry_backoff=True,
+             retry_backoff_max=600, max_retries=150)
 def escalation_webhook(approval_id: str) -> None:
     services.escalation_webhook_send(approval_id=uuid.UUID(approval_id))
