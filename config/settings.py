@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "common.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -110,7 +111,8 @@ _db.setdefault("OPTIONS", {})["pool"] = {
     "check": ConnectionPool.check_connection,
     "min_size": 1,
     "max_size": env_int("DB_POOL_MAX_SIZE", 10),
-    "timeout": env_int("DB_POOL_TIMEOUT", 30),
+    # A request waits this long for a connection; while the database is down it then answers 503.
+    "timeout": env_int("DB_POOL_TIMEOUT", 5),
 }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
