@@ -7,6 +7,8 @@ import os
 
 from celery import Celery, signals
 
+from config import kombu_fixes  # noqa: F401  (a Redis transport bug that kills workers: see the module)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("orchestrator")

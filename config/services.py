@@ -119,13 +119,26 @@ def start_redis(port: int | None = None) -> int:
     return port
 
 
-def stop_redis() -> None:
+def redis_port() -> int:
+    """The embedded Redis's port (raises if it is not running)."""
+    port = _redis_port()
+    if port is None:
+        raise RuntimeError("the embedded Redis is not running")
+    return port
+
+
+def kill_redis() -> None:
+    """SIGKILL the embedded Redis: the chaos tests' outage (without persistence, its data is gone)."""
+    stop_redis(signal.SIGKILL)
+
+
+def stop_redis(how: int = signal.SIGTERM) -> None:
     pid_file = REDIS_DIR / "redis.pid"
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text())
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, how)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + 10

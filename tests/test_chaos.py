@@ -18,6 +18,7 @@ from config import services as embedded
 from orchestrator import services
 from orchestrator.models import Plan, Step
 from orchestrator.states import PLAN_TERMINAL, PlanStatus
+from tests.conftest import start_worker, stop_worker
 from tests.fakes import FakeServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -87,3 +88,44 @@ def test_postgres_stopped_while_agents_are_answering(user: Any, fake_server: Fak
         PlanStatus.SUCCEEDED}
     assert [fake_server.call_count(c) for c in calls] == [1] * PLANS  # no finished call was made again
     assert set(Step.objects.filter(key="call").values_list("attempt", flat=True)) == {1}
+
+
+def test_redis_killed_and_restarted_empty_while_workers_hold_tasks(user: Any, fake_server: FakeServer,
+                                                                   test_agents: str, asgi_server: str) -> None:
+    token = Token.objects.create(user=user).key
+    gate = f"redis-{uuid.uuid4().hex[:6]}"
+    workers = [start_worker("chaos", test_agents, concurrency=8)[0] for _ in range(2)]
+    try:
+        plans = [services.plan_create(owner=user, request=f"chaos {i}", steps=[
+            {"key": "call", "agent": "remote_chaos", "input": {"gate": gate}},
+            {"key": "after", "agent": "remote_chaos", "depends_on": ["call"]}]) for i in range(PLANS)]
+        calls = [str(Step.objects.get(plan=plan, key="call").id) for plan in plans]
+        wait_until(lambda: all(fake_server.call_count(c) == 1 for c in calls), "every call to reach the agent")
+        port = embedded.redis_port()
+
+        embedded.kill_redis()  # SIGKILL: no persistence, every queued message and unacked delivery is gone
+        posted: list[tuple[int, float]] = []
+        for i in range(3):
+            started = time.monotonic()
+            response = httpx.post(f"{asgi_server}/api/plans/", headers={"Authorization": f"Token {token}"},
+                                  json={"request": f"during the outage {i}",
+                                        "steps": [{"key": "only", "agent": "remote_chaos"}]}, timeout=30)
+            posted.append((response.status_code, time.monotonic() - started))
+            if response.status_code == 201:
+                plans.append(Plan.objects.get(id=response.json()["id"]))
+        time.sleep(2)
+        embedded.start_redis(port)  # empty
+        fake_server.open_gate(gate)
+
+        wait_until(lambda: all_ended(plans), "every plan to end", timeout=90, also=reconcile_quietly, every=1)
+        alive = [worker.poll() is None for worker in workers]
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+
+    assert [status for status, _ in posted] == [201] * 3
+    assert max(seconds for _, seconds in posted) < 1.0, posted
+    assert alive == [True, True]
+    assert set(Plan.objects.filter(id__in=[p.id for p in plans]).values_list("status", flat=True)) == {
+        PlanStatus.SUCCEEDED}
+    assert [fake_server.call_count(c) for c in calls] == [1] * PLANS
