@@ -63,11 +63,16 @@ class ApprovalInfo:
             agent=approval.agent, status=approval.status, policy=approval.policy, reason=approval.reason,
             input=approval.input, edited_input=approval.edited_input,
             required_approvals=approval.required_approvals,
-            approvals=approval.votes.filter(approve=True).count(), deadline=approval.deadline,
+            approvals=_approving_votes(approval), deadline=approval.deadline,
             on_timeout=approval.on_timeout, created_at=approval.created_at, decided_at=approval.decided_at,
             decided_by=approval.decided_by.get_username() if approval.decided_by else None,
             comment=approval.comment, admin_url=admin_url(approval.id),
         )
+
+
+def _approving_votes(approval: Approval) -> int:
+    annotated = getattr(approval, "approving_votes", None)  # from services.approvals_visible
+    return int(annotated) if annotated is not None else approval.votes.filter(approve=True).count()
 
 
 def approvals_visible(*, user: User, status: str | None = None,
