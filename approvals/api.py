@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db.models import Count, Q
 
 from approvals import services
 from approvals.models import Approval
@@ -71,7 +72,7 @@ class ApprovalInfo:
 
 
 def _approving_votes(approval: Approval) -> int:
-    annotated = getattr(approval, "approving_votes", None)  # from services.approvals_visible
+    annotated = getattr(approval, "approving_votes", None)  # from approvals_visible's one query
     return int(annotated) if annotated is not None else approval.votes.filter(approve=True).count()
 
 
@@ -83,6 +84,7 @@ def approvals_visible(*, user: User, status: str | None = None,
         approvals = approvals.filter(status=status)
     if plan_id:
         approvals = approvals.filter(plan_id=plan_id)
+    approvals = approvals.annotate(approving_votes=Count("votes", filter=Q(votes__approve=True)))
     return [ApprovalInfo.of(a) for a in approvals.order_by("created_at")[:500]]
 
 

@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
@@ -118,10 +118,8 @@ def approval_request(*, plan_id: uuid.UUID, step_id: uuid.UUID, step_key: str, a
 
 
 def approvals_visible(*, user: User) -> Any:
-    """Approvers (the decide permission) see every approval; anyone else those of their own plans. Each
-    carries its count of approving votes (``approving_votes``): a list costs one query, not one per row."""
-    approvals = (Approval.objects.select_related("requested_by", "decided_by")
-                 .annotate(approving_votes=Count("votes", filter=Q(votes__approve=True))))
+    """Approvers (the decide permission) see every approval; anyone else those of their own plans."""
+    approvals = Approval.objects.select_related("requested_by", "decided_by")
     if user.has_perm(DECIDE_PERMISSION):
         return approvals
     return approvals.filter(requested_by=user)
