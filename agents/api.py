@@ -31,6 +31,7 @@ from agents.errors import (
     UnknownAgent,
 )
 from agents.kinds.llm import LlmAgent
+from agents.providers import LlmChoice, llm_choices, llm_log_choices, llm_summary
 
 __all__ = [
     "AgentCall",
@@ -40,6 +41,7 @@ __all__ = [
     "AgentStatus",
     "BudgetCheck",
     "Estimate",
+    "LlmChoice",
     "Totals",
     "UnknownAgent",
     "Usage",
@@ -50,6 +52,9 @@ __all__ = [
     "agent_run",
     "agent_status",
     "budget_check",
+    "llm_choices",
+    "llm_log_choices",
+    "llm_summary",
 ]
 
 log = logging.getLogger("agents")

@@ -12,3 +12,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("orchestrator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# --- issue 15: say in the worker's startup log which provider and model each llm agent uses ------------
+from celery.signals import worker_ready  # noqa: E402
+
+
+@worker_ready.connect
+def _log_llm_providers(**_: object) -> None:
+    from agents.api import llm_log_choices
+
+    llm_log_choices()
