@@ -260,3 +260,7 @@ LOGGING = {
     },
 }
 AGENT_RETRY_ATTEMPTS = env_int("AGENT_RETRY_ATTEMPTS", 3)
+
+# --- Pages for people (issue 15) ------------------------------------------------------------------------
+# Where the home page links to Flower (make up runs it on :5555).
+FLOWER_URL = env("FLOWER_URL") or "http://127.0.0.1:5555/"
