@@ -161,7 +161,8 @@
     if (typeof output === "object" && typeof output.text === "string") {
       const extra = Object.keys(output).filter((k) => !["text", "model"].includes(k));
       return node("div", {}, node("div", {class: "markdown", html: md.render(output.text)}),
-        output.model ? node("p", {class: "muted", text: `model ${output.model}`}) : null,
+        output.model ? node("p", {class: "muted", text: String(output.model).startsWith("offline/")
+          ? `offline answer (${output.model}): no LLM key is set, so no model was called` : `model ${output.model}`}) : null,
         extra.length ? node("details", {}, node("summary", {text: "all of the output"}), node("pre", {text: JSON.stringify(output, null, 2)})) : null);
     }
     return node("pre", {class: "output", text: JSON.stringify(output, null, 2)});
