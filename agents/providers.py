@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from agents import registry
+from agents.errors import AgentError
 from agents.kinds.llm import LlmAgent
 
 log = logging.getLogger("agents")
@@ -45,8 +46,13 @@ def llm_summary(choices: list[LlmChoice]) -> str:
 
 
 def llm_log_choices() -> None:
-    """Log, once per process start, which provider and model each llm agent uses."""
-    choices = llm_choices()
+    """Log, once per process start, which provider and model each llm agent uses. A broken registry is
+    logged, not raised: the process still starts, and the first step of that agent fails with its code."""
+    try:
+        choices = llm_choices()
+    except AgentError as exc:
+        log.error("agents.llm.providers_unknown", extra={"code": exc.code, "error": str(exc)})
+        return
     log.info("agents.llm.providers", extra={
         "summary": llm_summary(choices),
         "agents": {c.agent: {"provider": c.provider, "model": c.model} for c in choices}})

@@ -33,6 +33,7 @@ from rest_framework.response import Response
 from common.errors import DomainError, NotFound
 from orchestrator import events, selectors
 from orchestrator.serializers import PlanDetailSerializer
+from streams.pages import page_context
 
 log = logging.getLogger("streams")
 
@@ -147,8 +148,6 @@ def plan_page(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponse:
         plan = selectors.plan_get(user=cast(User, request.user), plan_id=plan_id)
     except NotFound:
         raise Http404("no such plan") from None
-    from streams.pages import page_context  # the pages' navigation (issue 15)
-
     config = {"planId": str(plan.id), "snapshotUrl": f"/api/plans/{plan.id}/snapshot/",
               "historyUrl": f"/api/plans/{plan.id}/history/", "streamUrl": f"/api/plans/{plan.id}/events/",
               "planUrl": f"/api/plans/{plan.id}/", "approvalsUrl": f"/api/approvals/?status=pending&plan={plan.id}",
