@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -88,14 +89,17 @@ def readme_stack() -> Iterator[tuple[str, dict[str, str]]]:
         log.close()
 
 
-def test_the_using_it_block_runs_as_written(readme_stack: tuple[str, dict[str, str]]) -> None:
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_the_using_it_block_runs_as_written(shell: str, readme_stack: tuple[str, dict[str, str]]) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed (scripts/test.sh installs it)")
     base, env = readme_stack
     lines = [line for line in using_it_block().splitlines() if line.strip() and not line.startswith("make up")]
     script = "set -euo pipefail\n" + "\n".join(lines) + "\n"
 
-    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    done = subprocess.run([shell, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
 
-    (ARTIFACTS / "readme-run.txt").write_text(f"{done.stdout}\n--- stderr ---\n{done.stderr}")
+    (ARTIFACTS / f"readme-run-{shell}.txt").write_text(f"{done.stdout}\n--- stderr ---\n{done.stderr}")
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     research = Plan.objects.get(request="How do solid-state batteries work?")
     assert (research.owner.username, research.status) == ("alice", "succeeded")
