@@ -256,3 +256,29 @@ def test_the_home_page_shows_what_runs_and_where_to_go(asgi_server: str, page: A
     _shot(page, "home.png")
     fake_server.open_gate(gate)
     wait_for_plan(running.id)
+
+
+def test_an_approver_rejects_from_the_live_page_and_the_plan_fails(asgi_server: str, page: Any, user: Any,
+                                                                   django_user_model: Any) -> None:
+    approver = django_user_model.objects.create_user(username=f"r{uuid.uuid4().hex[:6]}", password="pw",
+                                                     is_staff=True)
+    approver.user_permissions.add(Permission.objects.get(codename="decide_approval"),
+                                  Permission.objects.get(codename="view_plan"))
+    plan = services.plan_create(owner=user, request="Needs a no", steps=[
+        {"key": "risky", "agent": "echo", "approval": True},
+        {"key": "after", "agent": "echo", "depends_on": ["risky"]}])
+    browser_login(page, asgi_server, approver)
+
+    page.goto(f"{asgi_server}/plans/{plan.id}/")
+    card = page.locator('#approvals .approval[data-step="risky"][data-loaded="1"]')
+    card.wait_for()
+    card.locator("input.comment").fill("too risky")
+    card.locator("button.reject").click()
+
+    page.wait_for_selector('#plan-status[data-status="failed"]', timeout=30_000)
+    page.wait_for_selector('#dag .node[data-step="risky"][data-status="rejected"]')
+    page.wait_for_selector('#dag .node[data-step="after"][data-status="cancelled"]')
+    page.wait_for_selector("#result:not([hidden])")
+    assert "approval.rejected" in page.inner_text("#result")
+    assert Approval.objects.get(plan_id=plan.id).status == "rejected"
+    _shot(page, "plan-rejected.png")
