@@ -33,6 +33,7 @@ from agents.errors import (
 )
 from agents.kinds.llm import LlmAgent
 from agents.streaming import ChunkBuffer
+from agents.providers import LlmChoice, llm_choices, llm_log_choices, llm_summary
 
 __all__ = [
     "AgentCall",
@@ -44,6 +45,7 @@ __all__ = [
     "BudgetCheck",
     "ChunkBuffer",
     "Estimate",
+    "LlmChoice",
     "Totals",
     "UnknownAgent",
     "Usage",
@@ -54,6 +56,9 @@ __all__ = [
     "agent_run",
     "agent_status",
     "budget_check",
+    "llm_choices",
+    "llm_log_choices",
+    "llm_summary",
 ]
 
 log = logging.getLogger("agents")

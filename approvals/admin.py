@@ -7,12 +7,13 @@ Only users with the "decide approval" permission see the queue; every decision g
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -23,6 +24,15 @@ from django.utils.timesince import timesince
 from approvals import services
 from approvals.models import Approval, ApprovalPolicy, ApprovalStatus
 from common.errors import DomainError
+
+
+def _diff(before: Any, after: Any) -> list[tuple[str, str]]:
+    """The edit an approver made to a step's input, line by line: ("+" | "-" | " ", text)."""
+    if after is None or after == before:
+        return []
+    old = json.dumps(before, indent=2, sort_keys=True).splitlines()
+    new = json.dumps(after, indent=2, sort_keys=True).splitlines()
+    return [(line[0], line[2:]) for line in difflib.ndiff(old, new) if line[:1] in "+- "]
 
 
 def _user(request: HttpRequest) -> User:
@@ -41,8 +51,9 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Approval)
 class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["status_badge", "waiting", "request_short", "step_key", "agent", "policy", "votes",
-                    "deadline"]
+    list_display = ["status_badge", "waiting", "request_short", "started_by", "step_key", "agent", "policy", "votes",
+                    "deadline", "live_page"]
+    list_select_related = ["requested_by"]
     list_display_links = ["status_badge", "step_key"]
     list_filter = ["status", "agent", "policy"]
     search_fields = ["plan_request", "step_key", "agent", "plan_id", "policy"]
@@ -88,9 +99,21 @@ class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def request_short(self, approval: Approval) -> str:
         return approval.plan_request[:80]
 
+    # issue 15: who started each plan, the live page, and the votes counted in the list's one query
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Approval]:
+        return super().get_queryset(request).annotate(approve_votes=Count("votes", filter=Q(votes__approve=True)))
+
     @admin.display(description="approvals")
     def votes(self, approval: Approval) -> str:
-        return f"{approval.votes.filter(approve=True).count()}/{approval.required_approvals}"
+        return f"{getattr(approval, 'approve_votes', 0)}/{approval.required_approvals}"
+
+    @admin.display(description="started by", ordering="requested_by__username")
+    def started_by(self, approval: Approval) -> str:
+        return approval.requested_by.get_username() if approval.requested_by else "-"
+
+    @admin.display(description="plan")
+    def live_page(self, approval: Approval) -> str:
+        return format_html('<a href="/plans/{}/">live page</a>', approval.plan_id)
 
     def _decide_many(self, request: HttpRequest, queryset: QuerySet[Approval], decision: str) -> None:
         done, errors = 0, []
@@ -135,6 +158,13 @@ class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             else:
                 self.message_user(request, f"{approval.step_key}: {decision}d", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:approvals_approval_changelist"))
+        # Decide buttons only for someone who may decide this one: pending, the permission, not their own
+        # plan unless its policy allows it, and no vote of theirs in yet.
+        user = _user(request)
+        self_blocked = approval.requested_by_id == user.pk and not approval.allow_self_approval
+        voted = approval.votes.filter(user=user).exists()
+        decidable = (approval.status == ApprovalStatus.PENDING and self.has_decide_permission(request)
+                     and not self_blocked and not voted)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -144,7 +174,11 @@ class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "context_json": json.dumps(approval.context, indent=2),
             "comment": comment,
             "votes": approval.votes.select_related("user").order_by("created_at"),
-            "decidable": approval.status == ApprovalStatus.PENDING,
+            "decidable": decidable,
+            "self_approval_blocked": self_blocked,
+            "already_voted": voted,
+            "upstream": [(key, json.dumps(value, indent=2)) for key, value in sorted((approval.context or {}).items())],
+            "input_diff": _diff(approval.input, approval.edited_input),
             **(extra_context or {}),
         }
         return TemplateResponse(request, self.change_form_template, context)

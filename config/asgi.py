@@ -8,3 +8,7 @@ application = get_asgi_application()
 from config.startup import exit_on_configuration_errors  # noqa: E402  (needs the apps loaded above)
 
 exit_on_configuration_errors()
+
+from agents.api import llm_log_choices  # noqa: E402
+
+llm_log_choices()  # the startup log says which provider and model each llm agent uses

@@ -22,3 +22,11 @@ def _check_configuration(**kwargs: object) -> None:
     from config.startup import exit_on_configuration_errors
 
     exit_on_configuration_errors()
+
+
+@signals.worker_ready.connect
+def _log_llm_providers(**_: object) -> None:
+    """The worker's startup log says which provider and model each llm agent uses."""
+    from agents.api import llm_log_choices
+
+    llm_log_choices()

@@ -256,16 +256,22 @@ SITE_URL = (env("SITE_URL") or "http://127.0.0.1:8000").rstrip("/")
 # --- Agents ---------------------------------------------------------------------------------------------
 # The agent registry: a YAML file (see agents.yaml); LLM_* choose the provider of `llm` agents.
 AGENTS_FILE = Path(env("AGENTS_FILE") or BASE_DIR / "agents.yaml")
-LLM_PROVIDER = env("LLM_PROVIDER") or ("openai" if env("LLM_BASE_URL") or env("OPENAI_API_KEY") else "offline")
+# One variable switches on a real model (issue 15): LLM_API_KEY / OPENAI_API_KEY (or LLM_BASE_URL, for a
+# keyless Ollama) -> the OpenAI-compatible provider; ANTHROPIC_API_KEY -> Anthropic; neither -> offline.
+# LLM_MODEL, when set, is the model of every provider; unset, each provider has its own default.
+LLM_PROVIDER = env("LLM_PROVIDER") or (
+    "openai" if env("LLM_API_KEY") or env("OPENAI_API_KEY") or env("LLM_BASE_URL")
+    else "anthropic" if env("ANTHROPIC_API_KEY") else "offline")
 LLM_BASE_URL = env("LLM_BASE_URL") or "https://api.openai.com/v1"
 LLM_API_KEY = env("LLM_API_KEY") or env("OPENAI_API_KEY") or ""
-LLM_MODEL = env("LLM_MODEL") or "gpt-4o-mini"
+LLM_MODEL = env("LLM_MODEL") or ""
+OPENAI_MODEL_DEFAULT = "gpt-4o-mini"
 # The offline provider's simulated latency, so a demo shows parallel steps overlapping.
 OFFLINE_LATENCY_MS = env_int("OFFLINE_LATENCY_MS", 0)
 # The most an llm agent may answer unless it sets max_tokens (always sent: estimates rely on it).
 LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 1024)
 ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL") or "https://api.anthropic.com/v1"
-ANTHROPIC_MODEL = env("ANTHROPIC_MODEL") or "claude-sonnet-4-5"
+ANTHROPIC_MODEL = env("ANTHROPIC_MODEL") or "claude-sonnet-4-5"  # the default when LLM_MODEL is unset
 # Circuit breakers (per agent, shared in Redis): open after this many transient failures in a row, and
 # let one trial call through this many seconds later. An agent may override both (`breaker:`).
 AGENT_BREAKER_FAILURES = env_int("AGENT_BREAKER_FAILURES", 5)
@@ -290,3 +296,7 @@ LOGGING = {
     },
 }
 AGENT_RETRY_ATTEMPTS = env_int("AGENT_RETRY_ATTEMPTS", 3)
+
+# --- Pages for people (issue 15) ------------------------------------------------------------------------
+# Where the home page links to Flower (make up runs it on :5555).
+FLOWER_URL = env("FLOWER_URL") or "http://127.0.0.1:5555/"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from orchestrator.models import Plan, PlanEvent, Step, UserBudget
 
@@ -38,8 +40,8 @@ class EventInline(ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Plan)
 class PlanAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["request_short", "owner", "template", "status", "tokens_used", "cost_used", "created_at",
-                    "finished_at"]
+    list_display = ["request_short", "owner", "template", "status", "progress", "tokens_used", "cost_used",
+                    "created_at", "finished_at", "live_page"]
     list_filter = ["status", "template"]
     search_fields = ["request", "id"]
     date_hierarchy = "created_at"
@@ -49,6 +51,24 @@ class PlanAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="request")
     def request_short(self, plan: Plan) -> str:
         return plan.request[:80]
+
+    # issue 15: the live page from the list and from each plan's page ("View on site"); step counts are
+    # annotated on the list's one query, not counted per row.
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Plan]:
+        return super().get_queryset(request).annotate(
+            step_count=Count("steps", distinct=True),
+            steps_done=Count("steps", filter=Q(steps__status="succeeded"), distinct=True))
+
+    def view_on_site(self, plan: Plan) -> str:
+        return f"/plans/{plan.id}/"
+
+    @admin.display(description="steps done")
+    def progress(self, plan: Plan) -> str:
+        return f"{getattr(plan, 'steps_done', '?')} / {getattr(plan, 'step_count', '?')}"
+
+    @admin.display(description="live")
+    def live_page(self, plan: Plan) -> str:
+        return format_html('<a href="/plans/{}/" class="live-page">live page</a>', plan.id)
 
 
 @admin.register(Step)

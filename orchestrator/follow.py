@@ -1,7 +1,9 @@
 """Follow a plan in the terminal: a live table of its steps (or, without a terminal, one line per change),
 then a timeline that shows which steps ran side by side, and the result.
 
-It reads the plan's event record, the same source the live stream serves.
+It reads the plan's event record, the same source the live stream serves. Text that comes from a plan or
+an agent (keys, requests, results, error messages) is escaped before Rich sees it: an agent's
+``[offline ...]`` tag or a ``[/path]`` is shown as written, never taken for markup.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from datetime import datetime
 from django.conf import settings
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.models import Plan, PlanEvent, Step
 from orchestrator.selectors import plan_events_after
@@ -44,7 +48,7 @@ def _table(plan: Plan, steps: list[Step]) -> Table:
         table.add_column(column)
     for step in steps:
         colour = COLOURS.get(step.status, "white")
-        table.add_row(step.key, step.agent, f"[{colour}]{step.status}[/]", str(step.attempt),
+        table.add_row(escape(step.key), escape(step.agent), f"[{colour}]{step.status}[/]", str(step.attempt),
                       _seconds(plan, step.started_at), _seconds(plan, step.finished_at))
     return table
 
@@ -56,9 +60,9 @@ def _steps(plan: Plan) -> list[Step]:
 def approval_help(event: PlanEvent) -> str:
     """Where a person decides a waiting step: the admin page and the API call."""
     site = settings.SITE_URL
-    return (f"  step {event.step_key!r} waits for approval ({event.data.get('reason', '')}).\n"
-            f"    admin: {site}{event.data.get('admin_url', '')}\n"
-            f"    API:   curl -X POST {site}{event.data.get('api_url', '')} -H 'Authorization: Token $TOKEN'")
+    return escape(f"  step {event.step_key!r} waits for approval ({event.data.get('reason', '')}).\n"
+                  f"    admin: {site}{event.data.get('admin_url', '')}\n"
+                  f"    API:   curl -X POST '{site}{event.data.get('api_url', '')}' -H \"Authorization: Token $TOKEN\"")
 
 
 def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: float | None = None,
@@ -85,8 +89,8 @@ def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: 
                 if not live:
                     offset = (event.created_at - plan.created_at).total_seconds()
                     colour = COLOURS.get(event.type.split(".")[-1], "white")
-                    console.print(f"  +{offset:6.2f}s  {event.step_key or '(plan)':<18} "
-                                  f"[{colour}]{event.type}[/]{_detail(event.data)}", highlight=False)
+                    console.print(f"  +{offset:6.2f}s  {escape(f'{event.step_key or "(plan)":<18}')} "
+                                  f"[{colour}]{event.type}[/]{escape(_detail(event.data))}", highlight=False)
                 if event.type == "approval.required":
                     console.print(approval_help(event), highlight=False)
                 if on_event is not None:
@@ -117,12 +121,12 @@ def timeline(plan: Plan, *, console: Console, width: int = 48) -> None:
         end = (span.end - origin).total_seconds()
         left = round(start / total * width)
         bar = " " * left + "█" * max(1, round(end / total * width) - left)
-        console.print(f"  {span.key:<18} |{bar:<{width}}| {start:5.2f}s → {end:5.2f}s", highlight=False)
+        console.print(escape(f"  {span.key:<18} |{bar:<{width}}| {start:5.2f}s → {end:5.2f}s"), highlight=False)
     for i, a in enumerate(spans):
         for b in spans[i + 1:]:
             overlap = (min(a.end, b.end) - max(a.start, b.start)).total_seconds()
             if overlap > 0:
-                console.print(f"  ran in parallel: {a.key} and {b.key} (overlapping {overlap:.2f}s)",
+                console.print(escape(f"  ran in parallel: {a.key} and {b.key} (overlapping {overlap:.2f}s)"),
                               highlight=False)
 
 
@@ -130,8 +134,13 @@ def summary(plan: Plan, *, console: Console) -> None:
     colour = COLOURS.get(plan.status, "white")
     console.print(f"\nPlan {plan.id} [{colour}]{plan.status}[/]", highlight=False)
     if plan.error_code:
-        console.print(f"  error {plan.error_code}: {plan.error_message}", highlight=False)
+        console.print(escape(f"  error {plan.error_code}: {plan.error_message}"), highlight=False)
     if plan.result is not None:
         result = plan.result
         text = result.get("text") if isinstance(result, dict) and "text" in result else json.dumps(result, indent=2)
-        console.print(f"Result:\n{text}", highlight=False)
+        console.print("Result:", highlight=False)
+        console.print(Text(str(text)), highlight=False)  # verbatim: agent text is never markup
+        if isinstance(text, str) and "[offline " in text:
+            console.print("Note: these answers are offline (no LLM key is set, so no model was called). "
+                          "Set LLM_API_KEY or ANTHROPIC_API_KEY for a real one: see README, Agents.",
+                          highlight=False)

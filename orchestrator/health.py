@@ -9,6 +9,8 @@ from django.http import HttpRequest, JsonResponse
 from redis import Redis
 from redis.exceptions import RedisError
 
+from agents.api import llm_choices
+
 
 def _database() -> bool:
     try:
@@ -38,5 +40,6 @@ def health(request: HttpRequest) -> JsonResponse:
     workers = _workers() if checks["redis"] else 0
     checks["workers"] = workers > 0
     ok = all(checks.values())
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks, "workers": workers},
-                        status=200 if ok else 503)
+    llm = {c.agent: {"provider": c.provider, "model": c.model} for c in llm_choices()}  # issue 15
+    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks, "workers": workers,
+                         "llm": llm}, status=200 if ok else 503)

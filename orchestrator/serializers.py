@@ -19,12 +19,21 @@ class StepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
 class PlanSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     owner = serializers.CharField(source="owner.get_username", read_only=True)
+    # issue 15: where a person watches the plan, and where a client streams its events
+    page_url = serializers.SerializerMethodField()
+    events_url = serializers.SerializerMethodField()
+
+    def get_page_url(self, plan: Plan) -> str:
+        return f"/plans/{plan.id}/"
+
+    def get_events_url(self, plan: Plan) -> str:
+        return f"/api/plans/{plan.id}/events/"
 
     class Meta:
         model = Plan
         fields = ["id", "owner", "request", "template", "inputs", "status", "result", "error_code",
                   "error_message", "created_at", "started_at", "finished_at", "tokens_used", "cost_used",
-                  "budget_tokens", "budget_cost", "cap_tokens", "cap_cost"]
+                  "budget_tokens", "budget_cost", "cap_tokens", "cap_cost", "page_url", "events_url"]
         read_only_fields = ["tokens_used", "cost_used"]
 
 

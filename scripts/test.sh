@@ -8,4 +8,6 @@ mkdir -p "$XDG_RUNTIME_DIR" "$ORCH_RUN_DIR"
 trap '.venv/bin/python -m config.services stop >/dev/null 2>&1 || true' EXIT
 # The browser tests drive Debian's Chromium through Playwright (which downloads no browser of its own).
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+# The README's "Using it" block is run in bash and in zsh (tests/test_readme.py).
+command -v zsh >/dev/null || (apt-get update -qq && apt-get install -y -qq zsh >/dev/null) || true
 .venv/bin/python -m pytest "$@"

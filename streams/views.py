@@ -19,6 +19,7 @@ from django.http import (
     HttpResponseBase,
     JsonResponse,
 )
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django_eventstream.views import events as eventstream_events  # type: ignore[import-untyped]
@@ -29,9 +30,10 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.errors import NotFound
+from common.errors import DomainError, NotFound
 from orchestrator import events, selectors
 from orchestrator.serializers import PlanDetailSerializer
+from streams.pages import page_context
 
 log = logging.getLogger("streams")
 
@@ -115,6 +117,29 @@ def plan_snapshot(request: Request, plan_id: uuid.UUID) -> Response:
                      "plan": PlanDetailSerializer(plan).data})
 
 
+HISTORY_PAGE = 1000
+
+
+@extend_schema(responses=inline_serializer("PlanHistory", {
+    "events": serializers.ListField(child=serializers.DictField()),
+    "next_after": serializers.IntegerField(allow_null=True),
+}))
+@api_view(["GET"])
+def plan_history(request: Request, plan_id: uuid.UUID) -> Response:
+    """GET /api/plans/{id}/history/?after=N: the plan's stored events after id N (default 0), oldest first,
+    up to 1000 a page; ``next_after`` is where the next page starts (null on the last page). A page that
+    opens late loads its events list from here, then streams from the snapshot's ``last_event_id``."""
+    user = cast(User, request.user)  # IsAuthenticated
+    plan = selectors.plan_get(user=user, plan_id=plan_id)
+    raw = request.query_params.get("after", "0")
+    if not raw.isdigit() or len(raw) > 19:
+        raise DomainError(f"after must be an event id, not {raw[:40]!r}", code="stream.bad_after")
+    found = events.events_after(plan_id=plan.id, after_id=int(raw), limit=HISTORY_PAGE + 1)
+    more = len(found) > HISTORY_PAGE
+    found = found[:HISTORY_PAGE]
+    return Response({"events": found, "next_after": found[-1]["id"] if more else None})
+
+
 @login_required
 @require_GET
 def plan_page(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponse:
@@ -123,4 +148,10 @@ def plan_page(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponse:
         plan = selectors.plan_get(user=cast(User, request.user), plan_id=plan_id)
     except NotFound:
         raise Http404("no such plan") from None
-    return render(request, "streams/plan_live.html", {"plan": plan})
+    config = {"planId": str(plan.id), "snapshotUrl": f"/api/plans/{plan.id}/snapshot/",
+              "historyUrl": f"/api/plans/{plan.id}/history/", "streamUrl": f"/api/plans/{plan.id}/events/",
+              "planUrl": f"/api/plans/{plan.id}/", "approvalsUrl": f"/api/approvals/?status=pending&plan={plan.id}",
+              "decideUrl": "/api/approvals/{id}/{decision}/", "csrfToken": get_token(request),
+              "canDecide": request.user.has_perm("approvals.decide_approval"),
+              "user": request.user.get_username(), "owner": plan.owner.get_username()}
+    return render(request, "streams/plan_live.html", {**page_context(request), "plan": plan, "config": config})

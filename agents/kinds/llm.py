@@ -324,7 +324,8 @@ class LlmAgent(Agent):
         if self.provider not in PROVIDERS:
             raise AgentConfigError(f"agent {spec.name!r}: unknown provider {self.provider!r}")
         anthropic = self.provider == "anthropic"
-        self.model = options.get("model") or (settings.ANTHROPIC_MODEL if anthropic else settings.LLM_MODEL)
+        self.model = str(options.get("model") or settings.LLM_MODEL
+                         or (settings.ANTHROPIC_MODEL if anthropic else settings.OPENAI_MODEL_DEFAULT))
         self.base_url = options.get("base_url") or (settings.ANTHROPIC_BASE_URL if anthropic
                                                     else settings.LLM_BASE_URL)
         self.key_env = options.get("api_key_env") or ("ANTHROPIC_API_KEY" if anthropic else "")

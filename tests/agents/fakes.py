@@ -33,6 +33,7 @@ class AgentFakes:
     def __init__(self, directory: Path) -> None:
         self.calls: Counter[str] = Counter()
         self.usage: list[tuple[str, int, int]] = []  # (model, prompt_tokens, completion_tokens) answered
+        self.keys: list[tuple[str, str]] = []  # (model, the Authorization or x-api-key header) answered
         self.modes: dict[str, int] = {}
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -220,8 +221,10 @@ agents:
                 return False
 
             def _log_usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+                key = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
                 with fakes.lock:
                     fakes.usage.append((model, prompt_tokens, completion_tokens))
+                    fakes.keys.append((model, key))
 
             def _openai(self, body: dict[str, Any], prompt: str) -> None:
                 model, words = body["model"], ANSWER.split()

@@ -9,7 +9,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.console import Console
+from rich.markup import escape
 
+from agents.api import llm_choices, llm_summary
 from approvals import api as approvals
 from common.errors import DomainError
 from orchestrator import follow, services
@@ -47,7 +49,8 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
         console = Console(highlight=False, soft_wrap=True)
-        console.print(f"Plan {plan.id} ({plan.template or 'LLM planner'}): {plan.request}")
+        console.print(escape(f"Plan {plan.id} ({plan.template or 'LLM planner'}): {plan.request}"))
+        console.print(escape(llm_summary(llm_choices())), highlight=False)
         if options["auto_approve"] and not options["follow"]:
             raise CommandError("--auto-approve needs --follow")
         if not options["follow"]:
@@ -74,9 +77,9 @@ class Command(BaseCommand):
             try:
                 approvals.approval_decide(approval_id=event.data["approval_id"], user=approver, decision="approve",
                                           comment="--auto-approve")
-                console.print(f"  --auto-approve: {username} approved {event.step_key!r}", highlight=False)
+                console.print(escape(f"  --auto-approve: {username} approved {event.step_key!r}"), highlight=False)
             except DomainError as exc:
-                console.print(f"  --auto-approve could not approve {event.step_key!r}: {exc.message}",
+                console.print(escape(f"  --auto-approve could not approve {event.step_key!r}: {exc.message}"),
                               highlight=False)
 
         return approve

@@ -1,10 +1,13 @@
-// The live plan page: load a snapshot over REST, draw the DAG, then apply the plan's events from the
-// snapshot's last_event_id as they stream in (EventSource reconnects by itself with Last-Event-ID).
-// Events are applied per step in id order, so a replayed or duplicated event changes nothing.
+// The live plan page. On open: the REST snapshot (the plan, its steps, its open approvals and the event id
+// to stream from) and the plan's whole event history; then, only while the plan runs, its SSE stream from
+// that id (EventSource resumes by itself with Last-Event-ID). Events are applied per step in id order, so a
+// replayed or duplicated one changes nothing. Agent text is shown as text, or as Markdown rendered by
+// markdown-it with raw HTML off (vendor/), never as HTML.
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("live-config").textContent);
-  const SVG = "http://www.w3.org/2000/svg";
+  const {layout, PanZoom, el} = window.PlanGraph;
+  const md = window.markdownit({html: false, linkify: false, breaks: true});
   const STATES = ["pending", "waiting", "queued", "running", "succeeded", "failed", "rejected", "cancelled"];
   const STEP_STATUS = {
     "step.queued": "queued", "step.requeued": "queued", "step.started": "running", "step.waiting": "waiting",
@@ -15,18 +18,31 @@
     "plan.created": "planning", "plan.started": "running", "plan.completed": "succeeded",
     "plan.failed": "failed", "plan.cancelled": "cancelled",
   };
+  const PLAN_DONE = ["succeeded", "failed", "cancelled"];
+  const STEP_DONE = ["succeeded", "failed", "rejected", "cancelled"];
   const EVENT_TYPES = [...Object.keys(STEP_STATUS), ...Object.keys(PLAN_STATUS), "step.progress", "step.output",
-    "step.retrying", "approval.decided", "approval.voted", "approval.edited", "approval.escalated"];
-  const NODE_W = 150, NODE_H = 44, GAP_X = 70, GAP_Y = 22, PAD = 20;
+    "step.retrying", "approval.decided", "approval.voted", "approval.edited", "approval.escalated",
+    "approval.expired", "plan.budget"];
 
   const steps = new Map();       // key -> step (from the snapshot, then kept up to date by events)
   const lastApplied = new Map(); // step key ("" for the plan) -> id of the last event applied to it
-  const approvals = new Map();   // approval id -> {step_key, admin_url}
-  let plan = null, selected = null, source = null;
+  const approvals = new Map();   // approval id -> {approval_id, step_key, ...details once fetched}
+  const logged = new Set();      // event ids already in the events list
+  let plan = null, selected = null, source = null, panZoom = null, drawn = null, view = "graph";
 
   const $ = (selector) => document.querySelector(selector);
   const seconds = (from, to) => from ? ((to ? new Date(to) : new Date()) - new Date(from)) / 1000 : null;
   const fmt = (s) => s === null ? "" : s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  const clock = (t) => t ? new Date(t).toLocaleTimeString([], {hour12: false}) + `.${String(new Date(t).getMilliseconds()).padStart(3, "0")}` : "";
+  const money = (v) => (v === null || v === undefined) ? "" : `$${Number(v).toFixed(4)}`;
+  const node = (tag, attrs, ...children) => {
+    const n = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") n.textContent = v; else if (k === "html") n.innerHTML = v; else n.setAttribute(k, v);
+    }
+    n.append(...children.filter((c) => c !== null && c !== undefined));
+    return n;
+  };
 
   async function getJSON(url) {
     const response = await fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}});
@@ -34,67 +50,46 @@
     return response.json();
   }
 
-  // --- the picture -------------------------------------------------------------------------------------
-  function depths() {
-    const depth = new Map();
-    const visit = (key, seen) => {
-      if (depth.has(key)) return depth.get(key);
-      if (seen.has(key)) return 0;  // never happens: plans are validated acyclic
-      seen.add(key);
-      const deps = (steps.get(key)?.depends_on || []).filter((d) => steps.has(d));
-      const d = deps.length ? 1 + Math.max(...deps.map((dep) => visit(dep, seen))) : 0;
-      depth.set(key, d);
-      return d;
-    };
-    for (const key of steps.keys()) visit(key, new Set());
-    return depth;
+  async function postJSON(url, body) {
+    const response = await fetch(url, {method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+      headers: {"Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": config.csrfToken}});
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((data.error && data.error.message) || `HTTP ${response.status}`);
+    return data;
   }
 
-  function el(name, attrs, parent) {
-    const node = document.createElementNS(SVG, name);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (parent) parent.appendChild(node);
-    return node;
-  }
-
+  // --- the graph ---------------------------------------------------------------------------------------
   function draw() {
-    const svg = $("#dag");
-    svg.replaceChildren();
-    const defs = el("defs", {}, svg);
-    const marker = el("marker", {id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7",
-      markerHeight: "7", orient: "auto-start-reverse"}, defs);
-    el("path", {d: "M 0 0 L 10 5 L 0 10 z", fill: "#9aa1ad"}, marker);
-    const depth = depths();
-    const layers = [];
-    for (const [key, d] of depth) (layers[d] = layers[d] || []).push(key);
-    const pos = new Map();
-    layers.forEach((keys, d) => keys.sort().forEach((key, i) => pos.set(key, {
-      x: PAD + d * (NODE_W + GAP_X), y: PAD + i * (NODE_H + GAP_Y)})));
-    const width = PAD * 2 + layers.length * (NODE_W + GAP_X) - GAP_X;
-    const height = PAD * 2 + Math.max(1, ...layers.map((l) => l.length)) * (NODE_H + GAP_Y) - GAP_Y;
-    svg.setAttribute("width", Math.max(width, 200));
-    svg.setAttribute("height", Math.max(height, 80));
-    const edges = el("g", {class: "edges"}, svg);
-    for (const step of steps.values()) {
-      for (const dep of step.depends_on || []) {
-        const a = pos.get(dep), b = pos.get(step.key);
-        if (!a || !b) continue;
-        const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x - 2, y2 = b.y + NODE_H / 2, mid = (x1 + x2) / 2;
-        el("path", {class: "edge", d: `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}`}, edges);
-      }
+    const svg = $("#dag"), viewport = $("#viewport");
+    viewport.replaceChildren();
+    let defs = svg.querySelector("defs");
+    if (!defs) {
+      defs = el("defs", {}, null);
+      svg.prepend(defs);
+      const marker = el("marker", {id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "6",
+        markerHeight: "6", orient: "auto"}, defs);
+      el("path", {d: "M 0 1 L 10 5 L 0 9 z", fill: "#6b7482"}, marker);
     }
-    const nodes = el("g", {class: "nodes"}, svg);
+    drawn = layout([...steps.values()]);
+    const edges = el("g", {class: "edges"}, viewport);
+    for (const e of drawn.edges) {
+      const d = e.points.map(([x, y], i) => `${i ? "L" : "M"} ${x.toFixed(1)} ${y.toFixed(1)}`).join(" ");
+      el("path", {class: "edge", d, "data-from": e.from, "data-to": e.to}, edges);
+    }
+    const nodes = el("g", {class: "nodes"}, viewport);
     for (const step of steps.values()) {
-      const p = pos.get(step.key);
+      const p = drawn.nodes.get(step.key);
       const g = el("g", {class: "node", "data-step": step.key, transform: `translate(${p.x},${p.y})`, tabindex: "0"}, nodes);
-      el("rect", {width: NODE_W, height: NODE_H, rx: "8"}, g);
-      const title = el("text", {x: "10", y: "18"}, g);
-      title.textContent = step.key.length > 20 ? step.key.slice(0, 19) + "…" : step.key;
-      el("text", {x: "10", y: "34", class: "sub"}, g);
-      g.addEventListener("click", () => select(step.key));
+      el("rect", {width: p.width, height: p.height, rx: "7"}, g);
+      const title = el("text", {x: "10", y: String(p.height / 2 - 4)}, g);
+      title.textContent = step.key.length > 22 ? step.key.slice(0, 21) + "…" : step.key;
+      el("text", {x: "10", y: String(p.height / 2 + 11), class: "sub"}, g);
+      el("title", {}, g).textContent = `${step.key} (${step.agent})`;
+      g.addEventListener("click", () => { if (!panZoom.moved) select(step.key); });
       g.addEventListener("keydown", (e) => { if (e.key === "Enter") select(step.key); });
       paint(step.key);
     }
+    panZoom.fit({width: drawn.width, height: drawn.height}, true);
   }
 
   function paint(key) {
@@ -104,117 +99,237 @@
     g.dataset.status = step.status;
     g.querySelector("rect").style.fill = `var(--${step.status}, #fff)`;
     const took = step.started_at ? fmt(seconds(step.started_at, step.finished_at)) : "";
-    g.querySelector(".sub").textContent = [step.status, took, step.note].filter(Boolean).join(" · ");
+    const cost = Number(step.cost) > 0 ? money(step.cost) : "";
+    g.querySelector(".sub").textContent = [step.status, took, cost, step.note].filter(Boolean).join(" · ");
     if (selected === key) details();
   }
 
   function legend() {
     $("#legend").replaceChildren(...STATES.map((s) => {
-      const li = document.createElement("li");
-      li.innerHTML = `<span style="background: var(--${s})"></span>${s}`;
-      return li;
+      const swatch = node("span", {style: `background: var(--${s})`});
+      return node("li", {}, swatch, s);
     }));
   }
 
+  // --- the timeline (Gantt) ----------------------------------------------------------------------------
+  function timeline() {
+    if (view !== "timeline") return;
+    const rows = [...steps.values()].filter((s) => s.queued_at || s.started_at)
+      .sort((a, b) => new Date(a.queued_at || a.started_at) - new Date(b.queued_at || b.started_at) || a.key.localeCompare(b.key));
+    const box = $("#gantt");
+    if (!rows.length) { box.replaceChildren(node("p", {class: "hint", text: "No step has started yet."})); return; }
+    const origin = Math.min(...rows.map((s) => new Date(s.queued_at || s.started_at).getTime()));
+    const end = Math.max(Date.now() * (PLAN_DONE.includes(plan.status) ? 0 : 1),
+      ...rows.map((s) => new Date(s.finished_at || s.started_at || s.queued_at).getTime()), origin + 1);
+    const span = end - origin;
+    const pct = (t) => `${(100 * (new Date(t).getTime() - origin) / span).toFixed(3)}%`;
+    const width = (a, b) => `${Math.max(0.3, 100 * ((b ? new Date(b) : new Date(end)) - new Date(a)) / span).toFixed(3)}%`;
+    const axis = node("div", {class: "gantt-row axis"}, node("span", {class: "label"}),
+      node("div", {class: "track"}, ...[0, 0.25, 0.5, 0.75, 1].map((f) =>
+        node("span", {class: "tick", style: `left: ${f * 100}%`, text: fmt(span * f / 1000)}))));
+    box.replaceChildren(axis, ...rows.map((s) => {
+      const track = node("div", {class: "track"});
+      if (s.queued_at && s.started_at) track.append(node("span", {class: "bar queued-part", style: `left: ${pct(s.queued_at)}; width: ${width(s.queued_at, s.started_at)}`, title: "queued"}));
+      if (s.started_at) track.append(node("span", {class: "bar", "data-status": s.status, style: `left: ${pct(s.started_at)}; width: ${width(s.started_at, s.finished_at)}; background: var(--${s.status})`, title: `${s.status} ${fmt(seconds(s.started_at, s.finished_at))}`}));
+      else track.append(node("span", {class: "bar queued-part", style: `left: ${pct(s.queued_at)}; width: ${width(s.queued_at, null)}`}));
+      const row = node("div", {class: "gantt-row", "data-step": s.key}, node("span", {class: "label", text: s.key}), track,
+        node("span", {class: "took", text: s.started_at ? fmt(seconds(s.started_at, s.finished_at)) : s.status}));
+      row.addEventListener("click", () => select(s.key));
+      return row;
+    }));
+  }
+
+  function showView(name) {
+    view = name;
+    document.querySelectorAll(".tabs [data-view]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.view === name)));
+    $("#graph-panel").hidden = name !== "graph";
+    $("#timeline-panel").hidden = name !== "timeline";
+    $(".zoom").hidden = name !== "graph";
+    if (name === "graph" && drawn) panZoom.fit(null, true);
+    timeline();
+  }
+
   // --- side panels -------------------------------------------------------------------------------------
-  async function select(key) {
+  function select(key) {
     selected = key;
     document.querySelectorAll("#dag .node").forEach((n) => n.classList.toggle("selected", n.dataset.step === key));
     details();
-    const step = steps.get(key);
-    if (step && ["succeeded", "failed", "rejected"].includes(step.status) && step.output === undefined) {
-      const fresh = await getJSON(config.planUrl);  // outputs are not in events: fetched when asked for
-      for (const s of fresh.steps) if (steps.has(s.key)) Object.assign(steps.get(s.key), {output: s.output,
-        error_code: s.error_code, error_message: s.error_message, usage: s.usage});
-      details();
+  }
+
+  function rendered(output) {
+    if (output === undefined || output === null) return null;
+    if (typeof output === "object" && typeof output.text === "string") {
+      const extra = Object.keys(output).filter((k) => !["text", "model"].includes(k));
+      return node("div", {}, node("div", {class: "markdown", html: md.render(output.text)}),
+        output.model ? node("p", {class: "muted", text: String(output.model).startsWith("offline/")
+          ? `offline answer (${output.model}): no LLM key is set, so no model was called` : `model ${output.model}`}) : null,
+        extra.length ? node("details", {}, node("summary", {text: "all of the output"}), node("pre", {text: JSON.stringify(output, null, 2)})) : null);
     }
+    return node("pre", {class: "output", text: JSON.stringify(output, null, 2)});
   }
 
   function details() {
     const step = steps.get(selected);
     if (!step) return;
+    const tokens = (step.prompt_tokens || 0) + (step.completion_tokens || 0);
     const rows = [["status", step.status], ["agent", step.agent], ["attempt", step.attempt],
-      ["depends on", (step.depends_on || []).join(", ") || "-"], ["queued", step.queued_at], ["started", step.started_at],
-      ["finished", step.finished_at], ["took", fmt(seconds(step.started_at, step.finished_at))],
+      ["depends on", (step.depends_on || []).join(", ") || "-"], ["queued", clock(step.queued_at)], ["started", clock(step.started_at)],
+      ["finished", clock(step.finished_at)], ["took", fmt(seconds(step.started_at, step.finished_at))],
+      ["tokens", tokens ? `${tokens} (${step.prompt_tokens} in, ${step.completion_tokens} out)` : ""],
+      ["cost", Number(step.cost) > 0 ? money(step.cost) : ""],
       ["error", step.error_code ? `${step.error_code}: ${step.error_message || ""}` : ""]];
-    const panel = $("#details");
-    panel.replaceChildren();
-    const h = document.createElement("h2");
-    h.textContent = `Step ${step.key}`;
-    const dl = document.createElement("dl");
-    for (const [k, v] of rows) {
-      if (!v && v !== 0) continue;
-      const dt = document.createElement("dt"), dd = document.createElement("dd");
-      dt.textContent = k;
-      dd.textContent = v;
-      dl.append(dt, dd);
+    const dl = node("dl", {});
+    for (const [k, v] of rows) if (v || v === 0) dl.append(node("dt", {text: k}), node("dd", {text: String(v)}));
+    const body = rendered(step.output) || node("pre", {class: "output",
+      text: step.streamed || (step.status === "running" ? "(running…)" : "(no output yet)")});
+    const input = step.input && Object.keys(step.input).length
+      ? node("details", {}, node("summary", {text: "input"}), node("pre", {text: JSON.stringify(step.input, null, 2)})) : null;
+    $("#details").replaceChildren(...[node("h2", {text: `Step ${step.key}`}), dl, input, node("h3", {text: "Output"}), body].filter(Boolean));
+  }
+
+  // --- approvals: decide from the page -----------------------------------------------------------------
+  async function loadApprovals() {
+    if (!approvals.size) { showApprovals(); return; }
+    try {
+      for (const a of await getJSON(config.approvalsUrl)) {
+        if (approvals.has(a.id)) Object.assign(approvals.get(a.id), a, {loaded: true});
+      }
+    } catch (error) { /* the cards still show, without the input */ }
+    showApprovals();
+  }
+
+  function approvalCard(id, a) {
+    const card = node("div", {class: "approval", "data-approval": id, "data-step": a.step_key});
+    card.append(node("h3", {}, "Step ", node("code", {text: a.step_key}), a.agent ? ` (agent ${a.agent})` : ""));
+    if (a.reason) card.append(node("p", {class: "muted", text: `${a.reason}${a.policy ? ` (${a.policy})` : ""}`}));
+    if (a.required_approvals > 1) card.append(node("p", {class: "muted", text: `${a.approvals} of ${a.required_approvals} approvals`}));
+    const original = a.edited_input || a.input || {};
+    if (!config.canDecide) {
+      card.append(node("p", {class: "hint", text: "Waiting for an approver: you may not decide this step."}));
+      if (a.loaded) card.append(node("details", {}, node("summary", {text: "input it will run with"}), node("pre", {text: JSON.stringify(original, null, 2)})));
+      return card;
     }
-    const pre = document.createElement("pre");
-    pre.className = "output";
-    pre.textContent = step.output !== undefined && step.output !== null ? JSON.stringify(step.output, null, 2)
-      : (step.streamed || (step.status === "running" ? "(running…)" : "(no output yet)"));
-    panel.append(h, dl, pre);
+    const text = node("textarea", {class: "edited-input", rows: "6", spellcheck: "false", "aria-label": "input it will run with"});
+    text.value = JSON.stringify(original, null, 2);
+    const comment = node("input", {class: "comment", type: "text", placeholder: "comment (optional)", "aria-label": "comment"});
+    const message = node("p", {class: "decision-message", role: "status"});
+    const decide = async (decision) => {
+      const body = {comment: comment.value};
+      if (decision === "approve") {
+        let edited;
+        try { edited = JSON.parse(text.value); } catch (e) { message.textContent = `The input is not valid JSON: ${e.message}`; return; }
+        if (JSON.stringify(edited) !== JSON.stringify(original)) body.edited_input = edited;
+      }
+      card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+      try {
+        const done = await postJSON(config.decideUrl.replace("{id}", id).replace("{decision}", decision), body);
+        message.textContent = done.status === "pending" ? `Your vote is in (${done.approvals} of ${done.required_approvals}).` : `${done.status} by ${done.decided_by || config.user}.`;
+        card.dataset.decided = done.status;
+      } catch (error) {
+        message.textContent = String(error.message || error);
+        card.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+      }
+    };
+    const approve = node("button", {type: "button", class: "primary approve", text: "Approve"});
+    const reject = node("button", {type: "button", class: "danger reject", text: "Reject"});
+    approve.addEventListener("click", () => decide("approve"));
+    reject.addEventListener("click", () => decide("reject"));
+    if (config.user === config.owner) card.append(node("p", {class: "hint", text: "You started this plan: unless its policy allows self-approval, another approver must decide."}));
+    card.append(node("label", {text: "Input it will run with (edit, then approve, to change it)"}), text, comment,
+      node("div", {class: "buttons"}, approve, reject), message);
+    return card;
   }
 
   function showApprovals() {
-    const list = $("#approvals ul");
-    list.replaceChildren(...[...approvals.entries()].map(([id, a]) => {
-      const li = document.createElement("li"), link = document.createElement("a");
-      link.href = a.admin_url || "#";
-      link.textContent = `approve or reject step ${a.step_key}`;
-      link.className = "approval-link";
-      link.dataset.step = a.step_key;
-      link.dataset.approval = id;
-      li.append(link);
-      return li;
-    }));
+    const box = $("#approvals .items");
+    const keep = new Set(approvals.keys());
+    box.querySelectorAll(".approval").forEach((c) => { if (!keep.has(c.dataset.approval)) c.remove(); });
+    for (const [id, a] of approvals) {
+      const old = box.querySelector(`.approval[data-approval="${CSS.escape(id)}"]`);
+      if (old && (old.dataset.loaded === "1" || !a.loaded)) continue;
+      const card = approvalCard(id, a);
+      card.dataset.loaded = a.loaded ? "1" : "0";
+      if (old) old.replaceWith(card); else box.append(card);
+    }
     $("#approvals").hidden = approvals.size === 0;
   }
 
-  async function showResult() {
-    const fresh = await getJSON(config.planUrl);
-    plan = fresh;
-    const box = $("#result");
-    box.hidden = false;
-    box.querySelector("pre").textContent = fresh.error_code ? `${fresh.error_code}: ${fresh.error_message}`
-      : JSON.stringify(fresh.result, null, 2);
-    planStatus(fresh.status);
+  // --- the plan: status, cost, result ------------------------------------------------------------------
+  let refreshTimer = null;
+  function refreshSoon() {  // outputs and costs are not in events: read the plan again, at most once a second
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(async () => {
+      refreshTimer = null;
+      const fresh = await getJSON(config.planUrl);
+      plan = Object.assign(plan || {}, fresh, {status: plan ? plan.status : fresh.status});
+      for (const s of fresh.steps) {
+        const mine = steps.get(s.key);
+        if (mine && STEP_DONE.includes(s.status)) Object.assign(mine, {output: s.output, error_code: s.error_code,
+          error_message: s.error_message, usage: s.usage, cost: s.cost, prompt_tokens: s.prompt_tokens,
+          completion_tokens: s.completion_tokens});
+        if (mine) paint(s.key);
+      }
+      header();
+      if (PLAN_DONE.includes(fresh.status)) showResult(fresh);
+    }, 800);
   }
 
-  function planStatus(status) {
+  function showResult(fresh) {
+    const box = $("#result");
+    const out = box.querySelector(".markdown");
+    if (fresh.error_code) {
+      out.replaceChildren(node("p", {class: "error", text: `${fresh.error_code}: ${fresh.error_message}`}));
+    } else if (fresh.result && typeof fresh.result.text === "string") {
+      out.replaceChildren(rendered(fresh.result));
+    } else if (fresh.result && typeof fresh.result === "object" && Object.values(fresh.result).some((v) => v && typeof v.text === "string")) {
+      out.replaceChildren(...Object.entries(fresh.result).flatMap(([key, v]) => [node("h3", {text: key}), rendered(v)]));
+    } else {
+      out.replaceChildren(node("pre", {text: JSON.stringify(fresh.result, null, 2)}));
+    }
+    box.hidden = false;
+  }
+
+  function header() {
     const badge = $("#plan-status");
-    badge.textContent = badge.dataset.status = status;
-    $("#plan-timing").textContent = plan && plan.started_at ? fmt(seconds(plan.started_at, plan.finished_at)) : "";
+    badge.textContent = badge.dataset.status = plan.status;
+    $("#plan-timing").textContent = plan.started_at ? `ran ${fmt(seconds(plan.started_at, plan.finished_at))}` : "not started";
+    const done = [...steps.values()].filter((s) => s.status === "succeeded").length;
+    $("#plan-cost").textContent = `${done}/${steps.size} steps · ${plan.tokens_used || 0} tokens · ${money(plan.cost_used || 0)}`;
   }
 
   function logLine(event) {
-    const li = document.createElement("li");
-    li.textContent = `${event.time.slice(11, 23)} ${event.step_key || "(plan)"} ${event.type}`;
-    const list = $("#log ol");
-    list.prepend(li);
-    while (list.children.length > 200) list.lastChild.remove();
+    if (logged.has(event.id)) return;
+    logged.add(event.id);
+    const data = event.data || {};
+    const said = ["code", "message", "reason", "attempt", "decision"].filter((k) => data[k] !== undefined && data[k] !== "")
+      .map((k) => `${k}=${String(data[k]).slice(0, 120)}`).join(" ");
+    const text = data.text && event.type === "step.output" ? ` “${String(data.text).slice(0, 80)}”` : "";
+    const li = node("li", {"data-event": String(event.id), "data-type": event.type},
+      node("time", {text: event.time.slice(11, 23)}), " ", node("b", {text: event.step_key || "(plan)"}), " ",
+      node("span", {class: "type", text: event.type}), said ? ` ${said}` : "", event.actor ? ` by ${event.actor}` : "", text);
+    $("#log ol").prepend(li);
+    $("#event-count").textContent = `(${logged.size})`;
   }
 
   // --- events ------------------------------------------------------------------------------------------
-  function apply(event) {
+  function apply(event, live) {
+    logLine(event);
     const key = event.step_key || "";
     if ((lastApplied.get(key) || 0) >= event.id) return;
     lastApplied.set(key, event.id);
-    logLine(event);
     const data = event.data || {};
+    if (event.type === "approval.required") approvals.set(data.approval_id, {approval_id: data.approval_id, step_key: key, admin_url: data.admin_url});
+    if (event.type === "approval.decided" || event.type === "approval.expired") approvals.delete(data.approval_id);
+    if (event.type.startsWith("approval.") && live) loadApprovals();
     if (event.type.startsWith("plan.")) {
       const status = PLAN_STATUS[event.type];
-      if (plan) {
-        if (event.type === "plan.started") plan.started_at = event.time;
-        if (["succeeded", "failed", "cancelled"].includes(status)) plan.finished_at = event.time;
-      }
-      if (status) planStatus(status);
-      if (["plan.completed", "plan.failed", "plan.cancelled"].includes(event.type)) showResult();
+      if (!status) return;
+      plan.status = status;
+      if (event.type === "plan.started") plan.started_at = event.time;
+      if (PLAN_DONE.includes(status)) { plan.finished_at = event.time; ended(); refreshSoon(); }
+      header();
       return;
     }
-    if (event.type === "approval.required") approvals.set(data.approval_id, {step_key: key, admin_url: data.admin_url});
-    if (event.type === "approval.decided") approvals.delete(data.approval_id);
-    if (event.type.startsWith("approval.")) showApprovals();
     const step = steps.get(key);
     if (!step) return;
     const status = STEP_STATUS[event.type];
@@ -223,10 +338,7 @@
       step.note = "";
       if (status === "queued") { step.queued_at = event.time; step.started_at = step.finished_at = null; }
       if (status === "running") { step.started_at = event.time; step.finished_at = null; }
-      if (["succeeded", "failed", "rejected", "cancelled"].includes(status)) {
-        step.finished_at = event.time;
-        step.output = undefined;  // fetched on click
-      }
+      if (STEP_DONE.includes(status)) { step.finished_at = event.time; if (live) refreshSoon(); }
       if (data.attempt) step.attempt = data.attempt;
       if (data.code) step.error_code = data.code;
       if (data.message) step.error_message = data.message;
@@ -240,9 +352,14 @@
     paint(key);
   }
 
+  function ended() {
+    if (source) { source.close(); source = null; }
+    setConnection("ended", "finished");
+  }
+
   function connect(cursor) {
     source = new EventSource(`${config.streamUrl}?lastEventId=${cursor}`);
-    const handle = (message) => apply(JSON.parse(message.data));
+    const handle = (message) => { apply(JSON.parse(message.data), true); header(); timeline(); };
     for (const type of EVENT_TYPES) source.addEventListener(type, handle);
     source.addEventListener("stream-open", () => setConnection("live", "live"));
     source.addEventListener("stream-error", (message) => {
@@ -250,6 +367,7 @@
       source.close();
     });
     source.onerror = () => {
+      if (!source) return;
       if (source.readyState === EventSource.CLOSED) setConnection("error", "disconnected (reload to retry)");
       else setConnection("connecting", "reconnecting…");
     };
@@ -261,19 +379,49 @@
     c.textContent = text;
   }
 
+  async function history(upTo) {  // every stored event up to the snapshot's cursor, into the events list
+    let after = 0;
+    while (after !== null) {
+      const page = await getJSON(`${config.historyUrl}?after=${after}`);
+      for (const event of page.events) if (event.id <= upTo) logLine(event);
+      after = page.next_after;
+      if (page.events.length && page.events[page.events.length - 1].id >= upTo) break;
+    }
+  }
+
   async function start() {
     legend();
+    panZoom = new PanZoom($("#dag"), $("#viewport"));
+    $("#zoom-in").addEventListener("click", () => panZoom.zoomCentre(1.25));
+    $("#zoom-out").addEventListener("click", () => panZoom.zoomCentre(0.8));
+    $("#zoom-fit").addEventListener("click", () => panZoom.fit());
+    document.querySelectorAll(".tabs [data-view]").forEach((b) => b.addEventListener("click", () => showView(b.dataset.view)));
     const snapshot = await getJSON(config.snapshotUrl);
     plan = snapshot.plan;
-    for (const s of plan.steps) steps.set(s.key, {...s, output: undefined});
-    for (const a of snapshot.approvals) approvals.set(a.approval_id, a);
+    for (const s of plan.steps) steps.set(s.key, {...s});
+    for (const a of snapshot.approvals) approvals.set(a.approval_id, {...a});
     draw();
-    showApprovals();
-    planStatus(plan.status);
-    if (["succeeded", "failed", "cancelled"].includes(plan.status)) showResult();
-    connect(snapshot.last_event_id);
-    setInterval(() => { for (const [key, s] of steps) if (s.status === "running") paint(key); planStatus($("#plan-status").dataset.status); }, 500);
-    window.planLive = {steps, lastApplied, source: () => source};  // for tests and the curious
+    header();
+    const finished = PLAN_DONE.includes(plan.status);
+    await history(finished ? Number.MAX_SAFE_INTEGER : snapshot.last_event_id);  // finished: all of it
+    loadApprovals();
+    if (finished) {
+      setConnection("ended", "finished");
+      showResult(plan);
+    } else {
+      connect(snapshot.last_event_id);
+    }
+    const wanted = new URLSearchParams(location.hash.slice(1)).get("step");
+    if (wanted && steps.has(wanted)) select(wanted);
+    setInterval(() => {
+      if (PLAN_DONE.includes(plan.status)) return;
+      for (const [key, s] of steps) if (s.status === "running") paint(key);
+      header();
+      timeline();
+    }, 500);
+    window.addEventListener("resize", () => { if (view === "graph") panZoom.fit(null, true); });
+    window.planLive = {steps, lastApplied, approvals, source: () => source, layout: () => drawn};  // tests, the curious
+    document.body.dataset.ready = "1";
   }
 
   start().catch((error) => setConnection("error", String(error)));
