@@ -32,8 +32,8 @@ from agents.errors import (
     UnknownAgent,
 )
 from agents.kinds.llm import LlmAgent
-from agents.streaming import ChunkBuffer
 from agents.providers import LlmChoice, llm_choices, llm_log_choices, llm_summary
+from agents.streaming import ChunkBuffer
 
 __all__ = [
     "AgentCall",
