@@ -17,7 +17,7 @@ from django.db import connection
 from agents.api import AgentCall, AgentError, agent_run
 from agents.errors import TransientAgentError
 from agents.streaming import ChunkBuffer
-from orchestrator import services
+from orchestrator import memory_hooks, services
 from orchestrator.queues import Queue
 
 log = logging.getLogger("orchestrator")
@@ -37,6 +37,7 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
         return
     # Give the pooled connection back while the agent waits on the network (maybe for minutes).
     connection.close()
+    context = memory_hooks.step_context(claimed)  # memory: context assembly
 
     def record_output(text: str) -> None:
         services.step_output_chunk(step_id=claimed.id, attempt=attempt, text=text)
@@ -44,7 +45,7 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
 
     output = ChunkBuffer(record_output)  # streamed text -> a few step.output events a second
     call = AgentCall(plan_id=str(claimed.plan_id), step_id=str(claimed.id), step_key=claimed.key,
-                     attempt=attempt, input=claimed.input, context=claimed.context, timeout=claimed.timeout,
+                     attempt=attempt, input=claimed.input, context=context, timeout=claimed.timeout,
                      on_chunk=output.add)
 
     def on_retry(try_number: int, exc: TransientAgentError, delay: float) -> None:
@@ -57,11 +58,13 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
         output.close()
     except AgentError as exc:
         services.step_fail(step_id=claimed.id, attempt=attempt, code=exc.code, message=exc.message)
+        memory_hooks.step_finished(claimed)  # memory: remember the outcome
         return
     except Exception as exc:  # the agent boundary: a crash in agent code fails the step, visibly
         log.exception("orchestrator.step.agent_crashed", extra={"step_id": step_id, "attempt": attempt})
         services.step_fail(step_id=claimed.id, attempt=attempt, code="agent.crashed",
                            message=f"{type(exc).__name__}: {exc}")
+        memory_hooks.step_finished(claimed)  # memory: remember the outcome
         return
     usage = result.usage.as_dict() if result.usage is not None else {}
     if result.agent != claimed.agent:
@@ -73,6 +76,7 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
                            message=f"the agent's output is not JSON: {exc}")
     finally:
         connection.close()
+    memory_hooks.step_finished(claimed)  # memory: remember the outcome
 
 
 @shared_task(name="orchestrator.plan_generate", queue=Queue.AGENTS, acks_late=True)
