@@ -1,6 +1,6 @@
 """Redis cache of recalled context: what a (owner, agent, query) recalled, sealed with the memory key ring
-(the cache holds no plaintext either), for MEMORY_CACHE_SECONDS. Each owner has a generation counter;
-any write of the owner's memory bumps it, so stale entries are never read (they expire on their own).
+(the cache holds no plaintext either), for MEMORY_CACHE_SECONDS. Each owner has a generation token;
+any write of the owner's memory replaces it, so stale entries are never read (they expire on their own).
 Forgetting an owner deletes every key of theirs. Redis being down only means no cache."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from functools import cache
 from typing import Any
 
@@ -27,11 +28,18 @@ def _redis() -> Redis:
     return Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
 
 
-def _generation(owner: Owner) -> int:
-    return int(_redis().get(f"{PREFIX}:{owner.cache_tag}:gen") or 0)
+def _generation(owner: Owner) -> str:
+    """A random token per owner, replaced on every write: a stale entry (even one left by an earlier database
+    whose user ids repeat) is never read again."""
+    client, key = _redis(), f"{PREFIX}:{owner.cache_tag}:gen"
+    value = client.get(key)
+    if value is None:
+        client.set(key, uuid.uuid4().hex, nx=True)
+        value = client.get(key)
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _key(owner: Owner, generation: int, parts: tuple[Any, ...]) -> str:
+def _key(owner: Owner, generation: str, parts: tuple[Any, ...]) -> str:
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
     return f"{PREFIX}:{owner.cache_tag}:{generation}:{digest}"
 
@@ -55,7 +63,7 @@ def put(owner: Owner, parts: tuple[Any, ...], value: Any) -> None:
 
 def invalidate(owner: Owner) -> None:
     try:
-        _redis().incr(f"{PREFIX}:{owner.cache_tag}:gen")
+        _redis().set(f"{PREFIX}:{owner.cache_tag}:gen", uuid.uuid4().hex)
     except RedisError as exc:
         log.warning("memory.cache.unavailable", extra={"error": str(exc)})
 
