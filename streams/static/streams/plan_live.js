@@ -16,7 +16,7 @@
     "plan.failed": "failed", "plan.cancelled": "cancelled",
   };
   const EVENT_TYPES = [...Object.keys(STEP_STATUS), ...Object.keys(PLAN_STATUS), "step.progress", "step.output",
-    "step.retrying", "approval.decided", "approval.voted", "approval.edited", "approval.escalated"];
+    "step.retrying", "step.context", "approval.decided", "approval.voted", "approval.edited", "approval.escalated"];
   const NODE_W = 150, NODE_H = 44, GAP_X = 70, GAP_Y = 22, PAD = 20;
 
   const steps = new Map();       // key -> step (from the snapshot, then kept up to date by events)
@@ -136,7 +136,8 @@
     const rows = [["status", step.status], ["agent", step.agent], ["attempt", step.attempt],
       ["depends on", (step.depends_on || []).join(", ") || "-"], ["queued", step.queued_at], ["started", step.started_at],
       ["finished", step.finished_at], ["took", fmt(seconds(step.started_at, step.finished_at))],
-      ["error", step.error_code ? `${step.error_code}: ${step.error_message || ""}` : ""]];
+      ["error", step.error_code ? `${step.error_code}: ${step.error_message || ""}` : ""],
+      ["context", step.memory || ""]];  // memory: what context assembly kept, recalled and cut
     const panel = $("#details");
     panel.replaceChildren();
     const h = document.createElement("h2");
@@ -189,10 +190,20 @@
 
   function logLine(event) {
     const li = document.createElement("li");
-    li.textContent = `${event.time.slice(11, 23)} ${event.step_key || "(plan)"} ${event.type}`;
+    li.textContent = `${event.time.slice(11, 23)} ${event.step_key || "(plan)"} ${event.type}`
+      + (event.type === "step.context" ? ` ${contextSummary(event.data || {})}` : "");
     const list = $("#log ol");
     list.prepend(li);
     while (list.children.length > 200) list.lastChild.remove();
+  }
+
+  // memory: a step's context record (memory/context.py): tokens used, memories recalled, parts cut and why.
+  function contextSummary(data) {
+    if (data.code) return `memory unavailable (${data.code})`;
+    const recalled = (data.recalled || []).map((r) => `${r.kind} of plan ${(r.plan_id || "-").slice(0, 8)} (${r.similarity})`);
+    const cut = (data.cut || []).map((c) => `${c.part.slice(0, 20)}: ${c.reason}`);
+    return `${data.tokens}/${data.budget} tokens; recalled ${recalled.length}${recalled.length ? ": " + recalled.join(", ") : ""}`
+      + `; cut ${cut.length}${cut.length ? ": " + cut.join(", ") : ""}`;
   }
 
   // --- events ------------------------------------------------------------------------------------------
@@ -237,6 +248,7 @@
     }
     if (event.type === "step.progress") step.note = String(data.message || data.fraction || "");
     if (event.type === "step.output") step.streamed = (step.streamed || "") + (data.text || "");
+    if (event.type === "step.context") step.memory = contextSummary(data);
     paint(key);
   }
 
