@@ -104,30 +104,41 @@ class Filters:
         return " AND ".join(parts), params
 
 
-def _vector_arm(cursor: Any, where: str, params: list[Any], literal: str, n: int) -> list[tuple[uuid.UUID, float]]:
-    found: list[tuple[uuid.UUID, float]] = []
-    for column, cast in (("embedding", "vector"), ("embedding_cold", "halfvec")):
-        cursor.execute(
-            f"SELECT m.id, 1 - (m.{column} <=> %s::{cast}) FROM {TABLE} m WHERE {where} AND m.{column} IS NOT NULL "
-            f"ORDER BY m.{column} <=> %s::{cast} LIMIT %s", [literal, *params, literal, n])
-        found += [(row[0], float(row[1])) for row in cursor.fetchall()]
+# The columns a search returns: everything of a Memory but the vectors (384 floats a row, never needed here).
+COLUMNS = ("m.id, m.kind, m.agent, m.plan_id, m.step_key, m.source, m.content, m.tier, m.significance, m.revisions, "
+           "m.last_action, m.recall_count, m.created_at, m.updated_at, m.expires_at")
+
+
+def _row_memory(row: tuple[Any, ...]) -> Memory:
+    return Memory(id=row[0], kind=row[1], text=crypto.unseal(row[6]), agent=row[2], plan_id=row[3], step_key=row[4],
+                  source=row[5], tier=row[7], significance=row[8], revisions=row[9], last_action=row[10],
+                  recall_count=row[11], created_at=row[12], updated_at=row[13], expires_at=row[14])
+
+
+def _vector_arm(cursor: Any, where: str, params: list[Any], literal: str, n: int) -> list[tuple[Any, ...]]:
+    """Hot rows (vector HNSW) and cold rows (halfvec HNSW) in one statement; rows end with the similarity."""
+    arms = [f"(SELECT {COLUMNS}, 1 - (m.{column} <=> %s::{cast}) FROM {TABLE} m WHERE {where} "
+            f"AND m.{column} IS NOT NULL ORDER BY m.{column} <=> %s::{cast} LIMIT %s)"
+            for column, cast in (("embedding", "vector"), ("embedding_cold", "halfvec"))]
+    cursor.execute(" UNION ALL ".join(arms), [literal, *params, literal, n] * 2)
     # relaxed_order iterative scans may return rows slightly out of order: sort again.
-    return sorted(found, key=lambda pair: -pair[1])[:n]
+    return sorted(cursor.fetchall(), key=lambda row: -float(row[-1]))[:n]
 
 
-def _text_arm(cursor: Any, where: str, params: list[Any], lexemes: list[str], n: int) -> list[uuid.UUID]:
+def _text_arm(cursor: Any, where: str, params: list[Any], lexemes: list[str], n: int) -> list[tuple[Any, ...]]:
     if not lexemes:
         return []
     cursor.execute(
-        f"SELECT m.id FROM {TABLE} m, to_tsquery('simple', %s) q WHERE {where} AND m.search @@ q "
+        f"SELECT {COLUMNS} FROM {TABLE} m, to_tsquery('simple', %s) q WHERE {where} AND m.search @@ q "
         "ORDER BY ts_rank(m.search, q) DESC, m.created_at DESC LIMIT %s", [" | ".join(lexemes), *params, n])
-    return [row[0] for row in cursor.fetchall()]
+    return list(cursor.fetchall())
 
 
 def memory_search(*, owner: Owner, query: str, k: int = 10, filters: Filters | None = None,
                   mode: str = "hybrid", vector: list[float] | None = None) -> list[Hit]:
     """The owner's k best memories for ``query``: ``vector``, ``text`` or ``hybrid`` (RRF of both).
-    Embeds the query first (outside any transaction), then runs the arms in one short transaction."""
+    Embeds the query first (outside any transaction), then runs the arms in one short transaction: one
+    statement for the vector arm (hot and cold), one for the text arm. ``vector`` skips the embedding."""
     if mode not in ("hybrid", "vector", "text"):
         raise MemoryError_("mode must be hybrid, vector or text", code="memory.invalid_mode")
     if not 1 <= k <= 100:
@@ -140,15 +151,15 @@ def memory_search(*, owner: Owner, query: str, k: int = 10, filters: Filters | N
                        "set_config('hnsw.ef_search', %s, true)", [str(max(settings.MEMORY_HNSW_EF_SEARCH, n))])
         by_vector = _vector_arm(cursor, where, params, literal, n) if mode != "text" else []
         by_text = _text_arm(cursor, where, params, crypto.blind_lexemes(query), n) if mode != "vector" else []
-    similarity = dict(by_vector)
-    vector_rank = {item_id: rank for rank, (item_id, _) in enumerate(by_vector, 1)}
-    text_rank = {item_id: rank for rank, item_id in enumerate(by_text, 1)}
+    rows = {row[0]: row for row in [*by_text, *by_vector]}
+    similarity = {row[0]: float(row[-1]) for row in by_vector}
+    vector_rank = {row[0]: rank for rank, row in enumerate(by_vector, 1)}
+    text_rank = {row[0]: rank for rank, row in enumerate(by_text, 1)}
     scores = {item_id: sum(1 / (RRF_K + ranks[item_id]) for ranks in (vector_rank, text_rank) if item_id in ranks)
-              for item_id in {*vector_rank, *text_rank}}
+              for item_id in rows}
     best = sorted(scores, key=lambda item_id: (-scores[item_id], -similarity.get(item_id, -1)))[:k]
-    items = {item.id: item for item in MemoryItem.objects.filter(owner_q(owner), id__in=best)}
-    return [Hit(to_memory(items[i]), scores[i], similarity.get(i), vector_rank.get(i), text_rank.get(i))
-            for i in best if i in items]
+    return [Hit(_row_memory(rows[i]), scores[i], similarity.get(i), vector_rank.get(i), text_rank.get(i))
+            for i in best]
 
 
 def working_read(*, owner: Owner, plan_id: uuid.UUID) -> dict[str, WorkingValue]:
