@@ -3,6 +3,7 @@ the boundary (memory.types); models and querysets stay inside memory. Every call
 
 from __future__ import annotations
 
+from memory.actions import agent_action, on_owner_of_plan
 from memory.context import AssembledContext, Part, context_assemble, tokens
 from memory.errors import EmbeddingFailed, MemoryError_, MemoryNotFound, WorkingConflict
 from memory.scope import Owner
@@ -36,6 +37,7 @@ __all__ = [
     "StepOutcome",
     "WorkingConflict",
     "WorkingValue",
+    "agent_action",
     "compact",
     "context_assemble",
     "memory_add",
@@ -43,6 +45,7 @@ __all__ = [
     "memory_get",
     "memory_list",
     "memory_search",
+    "on_owner_of_plan",
     "owner_forget",
     "plan_archive",
     "reencrypt",

@@ -13,3 +13,8 @@ class OrchestratorConfig(AppConfig):
 
         approvals.on_resolved(services.step_gate_resolved)
         approvals.on_event(services.approval_event)
+        # memory: `memory` agent steps act on their plan owner's memory; memory never reads our tables.
+        from memory import api as memory
+        from orchestrator import memory_hooks
+
+        memory.on_owner_of_plan(memory_hooks.owner_of_plan)

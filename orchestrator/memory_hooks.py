@@ -14,6 +14,7 @@ Both run outside any transaction and give their connection back (they may call a
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -76,6 +77,11 @@ def step_finished(claimed: services.ClaimedStep) -> None:
         log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(claimed.id), "code": exc.code})
     finally:
         connection.close()
+
+
+def owner_of_plan(plan_id: uuid.UUID) -> int | None:
+    """The plan's owner (a user id), for memory's ``memory`` agent kind; None for an unknown plan."""
+    return Plan.objects.filter(id=plan_id).values_list("owner_id", flat=True).first()
 
 
 def plan_finished(*, plan_id: Any) -> None:

@@ -107,3 +107,25 @@ def test_an_oversized_dependency_is_truncated_and_the_cut_recorded_on_the_step(u
     assert record["budget"] == 6000 and record["tokens"] <= 6000
     assert [c["part"] for c in record["cut"] if c["reason"] == "budget"] == ["dependency:big"]
     assert not PlanEvent.objects.filter(plan=plan, type="step.context", step_key="big").exists()  # not an llm step
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("idle_worker")
+def test_memory_agent_steps_write_and_search_memory_explicitly(user: Any) -> None:
+    steps = [{"key": "note", "agent": "memory", "input": {"action": "write", "name": "topic", "value": "trams"}},
+             {"key": "fact", "agent": "memory", "input": {"action": "remember", "text": "Lisbon trams are yellow."}},
+             {"key": "find", "agent": "memory", "depends_on": ["fact"],
+              "input": {"action": "search", "query": "yellow trams", "kinds": ["fact"]}},
+             {"key": "read", "agent": "memory", "input": {"action": "read"}, "depends_on": ["note"]},
+             {"key": "bad", "agent": "memory", "input": {"action": "forget everything"}}]
+
+    plan = plan_create(owner=user, request="memory steps", steps=steps)
+    wait_for_plan(plan.id)
+
+    outputs = {s.key: s for s in plan.steps.all()}
+    assert outputs["fact"].output["action"] == "add"
+    assert [r["text"] for r in outputs["find"].output["results"]] == ["Lisbon trams are yellow."]
+    assert outputs["read"].output == {"working": {"topic": {"value": "trams", "version": 1}}}
+    assert outputs["bad"].status == "failed" and outputs["bad"].error_code == "memory.invalid"
+    assert api.memory_list(owner=api.Owner(user.pk), kind="fact")[0].source == f"plan:{plan.id}/step:fact"
