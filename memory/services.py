@@ -341,3 +341,46 @@ def reencrypt(*, batch: int = 500, reindex: bool = False) -> dict[str, int]:
                 break
             last = chunk[-1].pk
     return counts
+
+
+def _column_dims() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                       [TABLE])
+        return int(cursor.fetchone()[0])
+
+
+def reembed(*, batch: int = 200) -> dict[str, int]:
+    """Embed every memory again with the current provider (after changing model or dimension). If
+    MEMORY_EMBEDDING_DIM differs from the columns', the columns are altered and their HNSW indexes rebuilt
+    afterwards (searches find fewer rows until it finishes: run it in a maintenance window). Embeddings are
+    computed outside any transaction, a batch at a time."""
+    dim = settings.MEMORY_EMBEDDING_DIM
+    resized = _column_dims() != dim
+    if resized:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DROP INDEX IF EXISTS memory_embedding_hnsw")
+            cursor.execute("DROP INDEX IF EXISTS memory_embedding_cold_hnsw")
+            cursor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN embedding TYPE vector({dim}) USING NULL, "
+                           f"ALTER COLUMN embedding_cold TYPE halfvec({dim}) USING NULL")
+    provider, done, last = embedder(), 0, None
+    while True:
+        rows = MemoryItem.objects.order_by("id").only("id", "content", "tier")
+        chunk = list((rows.filter(id__gt=last) if last is not None else rows)[:batch])
+        if not chunk:
+            break
+        vectors = provider.embed([crypto.unseal(item.content) for item in chunk])
+        with transaction.atomic(), connection.cursor() as cursor:
+            for item, vector in zip(chunk, vectors, strict=True):
+                column, cast = ("embedding_cold", "halfvec") if item.tier == Tier.COLD else ("embedding", "vector")
+                cursor.execute(f"UPDATE {TABLE} SET {column} = %s::{cast} WHERE id = %s",
+                               [vector_literal(vector), item.id])
+        done += len(chunk)
+        last = chunk[-1].id
+    if resized:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE INDEX memory_embedding_hnsw ON {TABLE} USING hnsw (embedding vector_cosine_ops) "
+                           "WITH (m = 16, ef_construction = 64)")
+            cursor.execute(f"CREATE INDEX memory_embedding_cold_hnsw ON {TABLE} USING hnsw "
+                           "(embedding_cold halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)")
+    return {"reembedded": done, "dimensions": dim, "resized": int(resized)}
