@@ -54,6 +54,9 @@ class MemoryItem(models.Model):
         indexes = [
             models.Index(fields=["owner", "kind", "-created_at"], name="memory_owner_kind"),
             models.Index(fields=["expires_at"], name="memory_expires"),
+            # The cold arm of a search filters on the owner among cold rows only: without this, the planner
+            # walks all of a large owner's rows to find the (few) cold ones.
+            models.Index(fields=["owner"], condition=models.Q(embedding_cold__isnull=False), name="memory_cold_owner"),
             GinIndex(fields=["search"], name="memory_search_gin"),
             HnswIndex(name="memory_embedding_hnsw", fields=["embedding"], m=16, ef_construction=64,
                       opclasses=["vector_cosine_ops"]),

@@ -51,8 +51,8 @@ def _clean(text: str) -> str:
 
 
 def _expires(owner: Owner, now: datetime) -> datetime | None:
-    days = (MemoryRetention.objects.filter(owner_id=owner.user_id).values_list("ttl_days", flat=True).first()
-            if MemoryRetention.objects.filter(owner_id=owner.user_id).exists() else settings.MEMORY_TTL_DAYS)
+    own = MemoryRetention.objects.filter(owner_id=owner.user_id).values_list("ttl_days", flat=True).first()
+    days = settings.MEMORY_TTL_DAYS if own is None else own
     return now + timedelta(days=days) if days else None
 
 
@@ -242,6 +242,8 @@ def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome, ste
         working_set(owner=owner, plan_id=plan_id, name=str(name), value=value, written_by=outcome.key)
         written.append(str(name))
     text = _text_of(outcome.output) if outcome.status == "succeeded" else outcome.error
+    if outcome.output is None and outcome.status == "succeeded":
+        text = ""  # nothing happened worth remembering (a no-op step)
     significance = float(asked.get("significance", 0.8 if outcome.status != "succeeded" else
                                     (0.6 if len(text) > 200 else 0.5)))
     episode = None

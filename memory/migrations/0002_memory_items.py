@@ -57,7 +57,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['owner', 'kind', '-created_at'], name='memory_owner_kind'), models.Index(fields=['expires_at'], name='memory_expires'), django.contrib.postgres.indexes.GinIndex(fields=['search'], name='memory_search_gin'), pgvector.django.indexes.HnswIndex(ef_construction=64, fields=['embedding'], m=16, name='memory_embedding_hnsw', opclasses=['vector_cosine_ops']), pgvector.django.indexes.HnswIndex(ef_construction=64, fields=['embedding_cold'], m=16, name='memory_embedding_cold_hnsw', opclasses=['halfvec_cosine_ops'])],
+                'indexes': [models.Index(fields=['owner', 'kind', '-created_at'], name='memory_owner_kind'), models.Index(fields=['expires_at'], name='memory_expires'), models.Index(condition=models.Q(('embedding_cold__isnull', False)), fields=['owner'], name='memory_cold_owner'), django.contrib.postgres.indexes.GinIndex(fields=['search'], name='memory_search_gin'), pgvector.django.indexes.HnswIndex(ef_construction=64, fields=['embedding'], m=16, name='memory_embedding_hnsw', opclasses=['vector_cosine_ops']), pgvector.django.indexes.HnswIndex(ef_construction=64, fields=['embedding_cold'], m=16, name='memory_embedding_cold_hnsw', opclasses=['halfvec_cosine_ops'])],
                 'constraints': [models.UniqueConstraint(condition=models.Q(('kind', 'episode')), fields=('plan_id', 'step_key'), name='memory_one_episode_per_step')],
             },
         ),
