@@ -58,6 +58,7 @@ def agent_action(*, plan_id: uuid.UUID, step_key: str, agent: str, step_input: d
     if request.action == "search":
         hits = selectors.memory_search(owner=owner, query=request.query or " ", k=request.k, mode=request.mode,
                                        filters=selectors.Filters(kinds=tuple(request.kinds)))
+        services.recalled(owner=owner, ids=[h.memory.id for h in hits])  # a step used them: a recall
         return {"results": [{"id": str(h.memory.id), "kind": h.memory.kind, "text": h.memory.text,
                              "similarity": h.similarity, "source": h.memory.source} for h in hits]}
     if request.action == "remember":
