@@ -1,7 +1,7 @@
 """The orchestrator's side of memory (memory/api.py is all it uses):
 
 * ``step_context``: before an LLM step's agent is called, its context is assembled by memory within the
-  agent's token budget (``context_budget`` in agents.yaml, else MEMORY_CONTEXT_BUDGET); what was included,
+  agent's token budget (``context_budget``; see ``context_budget``); what was included,
   recalled and cut is recorded as the step's ``step.context`` event (sizes, ids and reasons, no content).
 * ``step_finished``: after a step's outcome is recorded, what it leaves in memory (its ``memory`` output
   field, an episode, extracted facts); and when that ended the plan, the plan's episode (its working memory
@@ -41,7 +41,7 @@ def step_context(claimed: services.ClaimedStep) -> dict[str, Any]:
         return claimed.context
     try:
         owner_id = Plan.objects.filter(id=claimed.plan_id).values_list("owner_id", flat=True).get()
-        budget = int(spec.options.get("context_budget") or settings.MEMORY_CONTEXT_BUDGET)
+        budget = context_budget(spec.options)
         assembled = memory.context_assemble(owner=memory.Owner(user_id=owner_id), plan_id=claimed.plan_id,
                                             step_key=claimed.key, agent=claimed.agent, step_input=claimed.input,
                                             dependencies=claimed.context, budget_tokens=budget)
@@ -56,6 +56,16 @@ def step_context(claimed: services.ClaimedStep) -> dict[str, Any]:
     finally:
         connection.close()
     return context
+
+
+def context_budget(options: dict[str, Any]) -> int:
+    """The agent's ``context_budget``, else MEMORY_CONTEXT_BUDGET; never more than its model's
+    ``context_window`` minus the room kept for the answer (``max_tokens``), when the window is given."""
+    budget = int(options.get("context_budget") or settings.MEMORY_CONTEXT_BUDGET)
+    if options.get("context_window"):
+        answer = int(options.get("max_tokens") or settings.LLM_MAX_TOKENS)
+        budget = min(budget, max(int(options["context_window"]) - answer, 0))
+    return budget
 
 
 def step_finished(claimed: services.ClaimedStep) -> None:

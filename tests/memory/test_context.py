@@ -129,3 +129,12 @@ def test_memory_agent_steps_write_and_search_memory_explicitly(user: Any) -> Non
     assert outputs["read"].output == {"working": {"topic": {"value": "trams", "version": 1}}}
     assert outputs["bad"].status == "failed" and outputs["bad"].error_code == "memory.invalid"
     assert api.memory_list(owner=api.Owner(user.pk), kind="fact")[0].source == f"plan:{plan.id}/step:fact"
+
+
+def test_the_budget_comes_from_the_agent_and_its_models_window() -> None:
+    from orchestrator.memory_hooks import context_budget
+
+    assert context_budget({}) == 6000
+    assert context_budget({"context_budget": 900}) == 900
+    assert context_budget({"context_window": 4096, "max_tokens": 1024}) == 3072
+    assert context_budget({"context_budget": 2000, "context_window": 128_000}) == 2000
