@@ -52,6 +52,8 @@ class LlmAgentModel(AgentModel):
     tools: list[dict[str, Any]] = Field(default_factory=list)
     tool_choice: Any = None
     latency_ms: int | None = None  # the offline provider's simulated latency
+    context_budget: PositiveInt | None = None  # tokens of assembled context (memory); MEMORY_CONTEXT_BUDGET
+    context_window: PositiveInt | None = None  # the model's window: caps context_budget + max_tokens
 
 
 class EgressModel(AgentModel):
@@ -81,7 +83,13 @@ class PythonAgentModel(AgentModel):
     callable: str
 
 
-AgentConfig = Annotated[LlmAgentModel | HttpAgentModel | McpAgentModel | PythonAgentModel,
+class MemoryAgentModel(AgentModel):
+    """A step that searches or writes its plan owner's memory (memory/actions.py). No options."""
+
+    kind: Literal["memory"]
+
+
+AgentConfig = Annotated[LlmAgentModel | HttpAgentModel | McpAgentModel | PythonAgentModel | MemoryAgentModel,
                         Field(discriminator="kind")]
 
 

@@ -25,9 +25,11 @@ from agents.errors import AgentConfigError, UnknownAgent
 from agents.kinds.http import HttpAgent
 from agents.kinds.llm import LlmAgent
 from agents.kinds.mcp import McpAgent
+from agents.kinds.memory import MemoryAgent
 from agents.kinds.python import PythonAgent
 
-KINDS: dict[str, type[Agent]] = {cls.kind: cls for cls in (LlmAgent, HttpAgent, PythonAgent, McpAgent)}
+KINDS: dict[str, type[Agent]] = {cls.kind: cls for cls in (LlmAgent, HttpAgent, PythonAgent, McpAgent,
+                                                            MemoryAgent)}  # memory: the memory kind
 _ENV_REF = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 

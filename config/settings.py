@@ -300,3 +300,46 @@ AGENT_RETRY_ATTEMPTS = env_int("AGENT_RETRY_ATTEMPTS", 3)
 # --- Pages for people (issue 15) ------------------------------------------------------------------------
 # Where the home page links to Flower (make up runs it on :5555).
 FLOWER_URL = env("FLOWER_URL") or "http://127.0.0.1:5555/"
+
+# --- Memory (memory/: working, episodic and semantic memory on pgvector; see README "Memory") ------------
+# Embeddings: "hashing" (offline, no download: lexical overlap by feature hashing) or "openai" (any
+# OpenAI-compatible /v1/embeddings: OpenAI, Ollama, TEI, vLLM). The dimension is the columns' dimension:
+# changing it (or the model) means `manage.py memory_reembed`.
+MEMORY_EMBEDDING_PROVIDER = env("MEMORY_EMBEDDING_PROVIDER") or "hashing"
+MEMORY_EMBEDDING_DIM = env_int("MEMORY_EMBEDDING_DIM", 384)
+MEMORY_EMBEDDING_MODEL = env("MEMORY_EMBEDDING_MODEL") or "text-embedding-3-small"
+MEMORY_EMBEDDING_BASE_URL = env("MEMORY_EMBEDDING_BASE_URL") or LLM_BASE_URL
+MEMORY_EMBEDDING_API_KEY_ENV = env("MEMORY_EMBEDDING_API_KEY_ENV") or "OPENAI_API_KEY"
+MEMORY_EMBEDDING_TIMEOUT = float(env("MEMORY_EMBEDDING_TIMEOUT") or 10)
+# Encryption at rest: comma-separated Fernet keys, newest first (the first encrypts, all decrypt: rotate by
+# prepending a key, then `manage.py memory_reencrypt`). The blind-index key hashes search lexemes.
+# Both are derived from the development SECRET_KEY when embedded; required in a deployment (check memory.E001).
+MEMORY_ENCRYPTION_KEYS = [k.strip() for k in (env("MEMORY_ENCRYPTION_KEYS") or "").split(",") if k.strip()]
+MEMORY_BLIND_INDEX_KEY = env("MEMORY_BLIND_INDEX_KEY") or ""
+# Episodic memory keeps a finished step or plan only at or above this significance (0..1).
+MEMORY_EPISODE_MIN_SIGNIFICANCE = float(env("MEMORY_EPISODE_MIN_SIGNIFICANCE") or 0.3)
+# Near-duplicate facts: cosine similarity at or above NOOP changes nothing, at or above UPDATE rewrites.
+MEMORY_DEDUP_NOOP = float(env("MEMORY_DEDUP_NOOP") or 0.97)
+MEMORY_DEDUP_UPDATE = float(env("MEMORY_DEDUP_UPDATE") or 0.75)
+# Context assembly: the token budget of a step's context unless its agent sets `context_budget`; recalled
+# memories below MEMORY_MIN_RELEVANCE (cosine) are cut as irrelevant; MEMORY_RECALL_K per kind at most.
+MEMORY_CONTEXT_BUDGET = env_int("MEMORY_CONTEXT_BUDGET", 6000)
+MEMORY_MIN_RELEVANCE = float(env("MEMORY_MIN_RELEVANCE") or 0.2)
+MEMORY_RECALL_K = env_int("MEMORY_RECALL_K", 5)
+MEMORY_CACHE_SECONDS = env_int("MEMORY_CACHE_SECONDS", 300)
+# Tiers: hot memories not recalled for MEMORY_COLD_AFTER_DAYS (and recalled fewer than MEMORY_HOT_RECALLS
+# times) are compacted to cold (summary + halfvec) by the memory.compact beat task.
+MEMORY_COLD_AFTER_DAYS = env_int("MEMORY_COLD_AFTER_DAYS", 30)
+MEMORY_HOT_RECALLS = env_int("MEMORY_HOT_RECALLS", 3)
+# Retention: memories expire after this many days unless the owner's MemoryRetention says otherwise (0: never).
+MEMORY_TTL_DAYS = env_int("MEMORY_TTL_DAYS", 0)
+# Working memory of a plan that was never archived (cancelled, lost) is dropped after this many hours.
+MEMORY_WORKING_TTL_HOURS = env_int("MEMORY_WORKING_TTL_HOURS", 24)
+# pgvector HNSW search: candidates per query (200: recall@10 1.0 on bench/memory.py, 100: 0.99 with rare misses
+# of a whole cluster), with iterative scans so that a selective owner still gets k rows.
+MEMORY_HNSW_EF_SEARCH = env_int("MEMORY_HNSW_EF_SEARCH", 200)
+CELERY_TASK_ROUTES["memory.compact"] = {"queue": "scheduler"}
+CELERY_BEAT_SCHEDULE["memory.compact"] = {
+    "task": "memory.compact",
+    "schedule": timedelta(seconds=env_int("MEMORY_COMPACT_EVERY", 3600)),
+}

@@ -24,3 +24,4 @@ urlpatterns = [
     path("workflow/<uuid:workflow_id>/approve", workflow_approve, name="workflow-approve"),
     path("orchestrate", orchestrate, name="orchestrate"),
 ]
+urlpatterns += [path("", include("memory.urls"))]  # memory: /api/memory/ (memory/urls.py)

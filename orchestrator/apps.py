@@ -16,3 +16,8 @@ class OrchestratorConfig(AppConfig):
 
         approvals.on_resolved(services.step_gate_resolved)
         approvals.on_event(services.approval_event)
+        # memory: `memory` agent steps act on their plan owner's memory; memory never reads our tables.
+        from memory import api as memory
+        from orchestrator.services import memory as step_memory
+
+        memory.on_owner_of_plan(step_memory.owner_of_plan)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,6 +94,8 @@ def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: 
                                   f"[{colour}]{event.type}[/]{escape(_detail(event.data))}", highlight=False)
                 if event.type == "approval.required":
                     console.print(approval_help(event), highlight=False)
+                if event.type == "step.context":  # memory: what the step's context recalled and cut
+                    console.print(context_line(event, plan.owner_id), highlight=False)
                 if on_event is not None:
                     on_event(event)
             if plan.status in PLAN_TERMINAL or (deadline and time.monotonic() > deadline):
@@ -101,6 +104,30 @@ def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: 
     finally:
         if live:
             live.stop()
+
+
+def context_line(event: PlanEvent, owner_id: int) -> str:
+    """One line of a step's context record; recalled memories are shown by their opening words (read back
+    through memory's API, for the plan's owner: the event itself holds no memory content)."""
+    from memory import api as memory
+
+    data = event.data
+    if data.get("code"):
+        return f"  {event.step_key}: memory unavailable ({data['code']})"
+    recalled = []
+    for item in data.get("recalled", []):
+        try:
+            text = memory.memory_get(owner=memory.Owner(user_id=owner_id), memory_id=uuid.UUID(item["id"])).text
+        except memory.MemoryNotFound:
+            text = "(deleted)"
+        origin = f"plan {str(item.get('plan_id') or '-')[:8]}"
+        recalled.append(f"\n      recalled {item['kind']} of {origin} (similarity {item['similarity']}): "
+                        f"{text.splitlines()[0][:90]}")
+    reasons = Counter(str(c["reason"]) for c in data.get("cut", []))
+    cut = f", cut {sum(reasons.values())} ({', '.join(f'{r}: {n}' for r, n in sorted(reasons.items()))})" \
+        if reasons else ""
+    return (f"  [bold]{event.step_key}[/] context {data.get('tokens')}/{data.get('budget')} tokens, "
+            f"{len(recalled)} memories recalled{cut}{''.join(recalled)}")
 
 
 def _detail(data: dict[str, object]) -> str:

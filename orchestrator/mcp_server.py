@@ -137,6 +137,34 @@ def build_server(*, stdio_user: User | None = None) -> MCPServer:
                       user=who(ctx), decision=decision, edited_input=edited_input, comment=comment)
         return _json(asdict(info))
 
+    # memory: search and write your memory (memory/api.py), scoped to the token's user like the REST API.
+    @server.tool()
+    @_tool
+    def memory_search(query: str, ctx: Context, k: int = 10, mode: str = "hybrid",
+                      kinds: list[str] | None = None, agent: str | None = None) -> dict[str, Any]:
+        """Search your memory (episodes of past plans, facts, notes): hybrid (vector + full text), vector or
+        text. Returns ranked results with their scores."""
+        from memory import api as memory
+        from memory.shapes import MemorySearch, parse
+
+        body = parse(MemorySearch, {"query": query, "k": k, "mode": mode, "kinds": kinds or [], "agent": agent})
+        hits = memory.memory_search(owner=memory.Owner(user_id=who(ctx).pk), query=body.query, k=body.k,
+                                    mode=body.mode, filters=memory.Filters(kinds=tuple(body.kinds), agent=body.agent))
+        return {"results": [{**h.memory.as_dict(), "score": h.score, "similarity": h.similarity} for h in hits]}
+
+    @server.tool()
+    @_tool
+    def memory_add(text: str, ctx: Context, kind: str = "fact", agent: str = "") -> dict[str, Any]:
+        """Remember a fact (a near-duplicate updates the existing one: see ``action``) or a note."""
+        from memory import api as memory
+        from memory.shapes import MemoryCreate, parse
+
+        user = who(ctx)
+        body = parse(MemoryCreate, {"text": text, "kind": kind, "agent": agent})
+        added = memory.memory_add(owner=memory.Owner(user_id=user.pk), text=body.text, kind=body.kind,
+                                  agent=body.agent, source=f"user:{user.pk}")
+        return {**added.memory.as_dict(), "action": added.action, "similarity": added.similarity}
+
     return server
 
 

@@ -20,3 +20,9 @@ worker_pid=$!
 echo "Running the research workflow (worker log: .run/demo-worker.log)"
 LOG_LEVEL=WARNING $PY manage.py orchestrate "${DEMO_REQUEST:-How do solid-state batteries compare with lithium-ion ones?}" \
   --template research --follow --timeout 120 --auto-approve
+# memory: the same question again. Each step's context now recalls the first run's episodes (the lines
+# "recalled episode of plan ..."), assembled within the agent's token budget (memory/context.py).
+echo
+echo "Running the research workflow again: this time its steps recall the first run from memory"
+LOG_LEVEL=WARNING $PY manage.py orchestrate "${DEMO_REQUEST:-How do solid-state batteries compare with lithium-ion ones?}" \
+  --template research --follow --timeout 120 --auto-approve

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +27,7 @@ from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, 
 from common.text import storable
 from orchestrator import selectors
 from orchestrator.models import Step
-from orchestrator.services import leases
+from orchestrator.services import leases, memory
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.scheduling import advance
 from orchestrator.services.transitions import events_record, plan_of_step_locked, steps_transition
@@ -243,8 +243,11 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     if claimed is None:
         return
     with leases.heartbeat.hold("step", claimed.id, attempt, seconds=claimed.deadline) as lease:
+        # An llm step's context is assembled by memory within its agent's token budget (may embed a query).
+        claimed = replace(claimed, context=memory.step_context(claimed))
         record = _call_agent(claimed, lease)
         try:
             durably(record, until=lambda: lease.valid_until, what="record")
         finally:
             connection.close()
+    memory.step_finished(claimed)  # what the step leaves in memory; the plan's episode if it ended

@@ -21,7 +21,7 @@
   const PLAN_DONE = ["succeeded", "failed", "cancelled"];
   const STEP_DONE = ["succeeded", "failed", "rejected", "cancelled"];
   const EVENT_TYPES = [...Object.keys(STEP_STATUS), ...Object.keys(PLAN_STATUS), "step.progress", "step.output",
-    "step.retrying", "approval.decided", "approval.voted", "approval.edited", "approval.escalated",
+    "step.retrying", "step.context", "approval.decided", "approval.voted", "approval.edited", "approval.escalated",
     "approval.expired", "plan.budget"];
 
   const steps = new Map();       // key -> step (from the snapshot, then kept up to date by events)
@@ -177,7 +177,8 @@
       ["finished", clock(step.finished_at)], ["took", fmt(seconds(step.started_at, step.finished_at))],
       ["tokens", tokens ? `${tokens} (${step.prompt_tokens} in, ${step.completion_tokens} out)` : ""],
       ["cost", Number(step.cost) > 0 ? money(step.cost) : ""],
-      ["error", step.error_code ? `${step.error_code}: ${step.error_message || ""}` : ""]];
+      ["error", step.error_code ? `${step.error_code}: ${step.error_message || ""}` : ""],
+      ["context", step.memory || ""]];  // what context assembly kept, recalled and cut (memory)
     const dl = node("dl", {});
     for (const [k, v] of rows) if (v || v === 0) dl.append(node("dt", {text: k}), node("dd", {text: String(v)}));
     const body = rendered(step.output) || node("pre", {class: "output",
@@ -303,12 +304,22 @@
     const data = event.data || {};
     const said = ["code", "message", "reason", "attempt", "decision"].filter((k) => data[k] !== undefined && data[k] !== "")
       .map((k) => `${k}=${String(data[k]).slice(0, 120)}`).join(" ");
-    const text = data.text && event.type === "step.output" ? ` “${String(data.text).slice(0, 80)}”` : "";
+    const text = data.text && event.type === "step.output" ? ` “${String(data.text).slice(0, 80)}”`
+      : event.type === "step.context" ? ` ${contextSummary(data)}` : "";
     const li = node("li", {"data-event": String(event.id), "data-type": event.type},
       node("time", {text: event.time.slice(11, 23)}), " ", node("b", {text: event.step_key || "(plan)"}), " ",
       node("span", {class: "type", text: event.type}), said ? ` ${said}` : "", event.actor ? ` by ${event.actor}` : "", text);
     $("#log ol").prepend(li);
     $("#event-count").textContent = `(${logged.size})`;
+  }
+
+  // memory: a step's context record (memory/context.py): tokens used, memories recalled, parts cut and why.
+  function contextSummary(data) {
+    if (data.code) return `memory unavailable (${data.code})`;
+    const recalled = (data.recalled || []).map((r) => `${r.kind} of plan ${(r.plan_id || "-").slice(0, 8)} (${r.similarity})`);
+    const cut = (data.cut || []).map((c) => `${c.part.slice(0, 20)}: ${c.reason}`);
+    return `${data.tokens}/${data.budget} tokens; recalled ${recalled.length}${recalled.length ? ": " + recalled.join(", ") : ""}`
+      + `; cut ${cut.length}${cut.length ? ": " + cut.join(", ") : ""}`;
   }
 
   // --- events ------------------------------------------------------------------------------------------
@@ -349,6 +360,7 @@
     }
     if (event.type === "step.progress") step.note = String(data.message || data.fraction || "");
     if (event.type === "step.output") step.streamed = (step.streamed || "") + (data.text || "");
+    if (event.type === "step.context") step.memory = contextSummary(data);
     paint(key);
   }
 

@@ -1,0 +1,388 @@
+"""Writes of memory: add (with near-duplicate decisions), delete, forget an owner, working memory, step and
+plan episodes, compaction, retention, re-encryption.
+
+Concurrency rules:
+* Embeddings are computed before any transaction opens (a provider may be remote and slow).
+* Adding a fact takes a transaction-scoped advisory lock on (owner, "facts"), so two writers of the same
+  near-duplicate decide one after the other: one adds, the other updates or no-ops; never two copies.
+* Working memory: every entry is one row with a version. ``working_set`` with ``expected_version`` is a
+  compare-and-set (one conditional statement); without it, an atomic upsert that bumps the version.
+  No read-modify-write happens outside one statement, so no update is lost.
+* Archiving a plan or a step is idempotent: at most one episode per (plan, step) by a partial unique index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from memory import cache, crypto, extract
+from memory.embeddings import embedder
+from memory.errors import MemoryError_, MemoryNotFound, WorkingConflict
+from memory.models import Kind, MemoryItem, MemoryRetention, Tier, WorkingEntry
+from memory.scope import Owner, owner_fields, owner_q
+from memory.selectors import nearest_fact, to_memory, vector_literal
+from memory.types import Added, Remembered, StepOutcome
+
+log = logging.getLogger("memory")
+
+MAX_TEXT = 20_000
+TABLE = MemoryItem._meta.db_table
+WORKING = WorkingEntry._meta.db_table
+
+
+def _clean(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise MemoryError_("a memory needs some text", code="memory.empty")
+    if "\x00" in text:
+        raise MemoryError_("text may not contain NUL characters", code="memory.invalid_text")
+    if len(text) > MAX_TEXT:
+        raise MemoryError_(f"text longer than {MAX_TEXT} characters", code="memory.too_long")
+    return text
+
+
+def _expires(owner: Owner, now: datetime) -> datetime | None:
+    own = MemoryRetention.objects.filter(owner_id=owner.user_id).values_list("ttl_days", flat=True).first()
+    days = settings.MEMORY_TTL_DAYS if own is None else own
+    return now + timedelta(days=days) if days else None
+
+
+def _sealed_columns(text: str, vector: list[float]) -> tuple[bytes, str, list[str], str]:
+    return crypto.seal(text), crypto.fingerprint(text), crypto.blind_lexemes(text), vector_literal(vector)
+
+
+def memory_add(*, owner: Owner, text: str, kind: str = Kind.NOTE, agent: str = "", plan_id: uuid.UUID | None = None,
+               step_key: str = "", source: str = "", significance: float = 0.5) -> Added:
+    """Store a memory for ``owner``. A fact within MEMORY_DEDUP_UPDATE of an existing fact of the same owner
+    rewrites it (``update``); within MEMORY_DEDUP_NOOP (or the same words) it changes nothing (``noop``).
+    Raises MemoryError_ for bad text, EmbeddingFailed if the provider fails. Must not run in a transaction."""
+    text = _clean(text)
+    if kind not in Kind.values:
+        raise MemoryError_(f"kind must be one of {sorted(Kind.values)}", code="memory.invalid_kind")
+    vector = embedder().embed([text])[0]  # before any transaction: the provider may be remote
+    content, fingerprint, lexemes, literal = _sealed_columns(text, vector)
+    now = timezone.now()
+    near: tuple[MemoryItem, float] | None = None
+    with transaction.atomic():
+        if kind == Kind.FACT:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"memory:facts:{owner.cache_tag}"])
+            near = nearest_fact(owner, literal)
+            if near is not None:
+                item, similarity = near
+                if similarity >= settings.MEMORY_DEDUP_NOOP or item.fingerprint == fingerprint:
+                    log.info("memory.fact.noop", extra={"memory_id": str(item.id), "similarity": similarity})
+                    return Added(to_memory(item), "noop", similarity)
+                if similarity >= settings.MEMORY_DEDUP_UPDATE:
+                    _rewrite(item, content, fingerprint, lexemes, literal, now, source=source or item.source)
+                    cache.invalidate(owner)
+                    log.info("memory.fact.update", extra={"memory_id": str(item.id), "similarity": similarity})
+                    return Added(to_memory(MemoryItem.objects.get(id=item.id)), "update", similarity)
+        item_id = _insert(owner, kind=kind, agent=agent, plan_id=plan_id, step_key=step_key, source=source,
+                          significance=significance, content=content, fingerprint=fingerprint, lexemes=lexemes,
+                          literal=literal, now=now)
+    cache.invalidate(owner)
+    if item_id is None:  # an episode of this (plan, step) already exists: archiving twice is a no-op
+        existing = MemoryItem.objects.get(owner_q(owner), kind=Kind.EPISODE, plan_id=plan_id, step_key=step_key)
+        return Added(to_memory(existing), "noop", None)
+    return Added(to_memory(MemoryItem.objects.get(id=item_id)), "add", near[1] if near else None)
+
+
+def _insert(owner: Owner, *, kind: str, agent: str, plan_id: uuid.UUID | None, step_key: str, source: str,
+            significance: float, content: bytes, fingerprint: str, lexemes: list[str], literal: str,
+            now: datetime) -> uuid.UUID | None:
+    item_id = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {TABLE} (id, owner_id, kind, agent, plan_id, step_key, source, content, fingerprint, "
+            "search, embedding, tier, significance, revisions, last_action, recall_count, created_at, updated_at, "
+            "expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, array_to_tsvector(%s::text[]), %s::vector, "
+            "'hot', %s, 0, 'add', 0, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+            [item_id, owner_fields(owner)["owner_id"], kind, agent[:100], plan_id, step_key[:100], source[:200],
+             content, fingerprint, lexemes, literal, significance, now, now, _expires(owner, now)])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _rewrite(item: MemoryItem, content: bytes, fingerprint: str, lexemes: list[str], literal: str, now: datetime,
+             *, source: str) -> None:
+    """The newer wording wins; a rewrite makes the memory hot again."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET content = %s, fingerprint = %s, search = array_to_tsvector(%s::text[]), "
+            "embedding = %s::vector, embedding_cold = NULL, tier = 'hot', revisions = revisions + 1, "
+            "last_action = 'update', updated_at = %s, source = %s WHERE id = %s",
+            [content, fingerprint, lexemes, literal, now, source[:200], item.id])
+
+
+def memory_delete(*, owner: Owner, memory_id: uuid.UUID) -> None:
+    """Raises MemoryNotFound (also for another owner's memory: its existence is not revealed)."""
+    deleted, _ = MemoryItem.objects.filter(owner_q(owner), id=memory_id).delete()
+    if not deleted:
+        raise MemoryNotFound("no such memory")
+    cache.invalidate(owner)
+
+
+def owner_forget(*, owner: Owner) -> dict[str, int]:
+    """Delete everything memory holds of an owner: memories, working memory, retention, cached context."""
+    with transaction.atomic():
+        memories, _ = MemoryItem.objects.filter(owner_q(owner)).delete()
+        working, _ = WorkingEntry.objects.filter(owner_q(owner)).delete()
+        MemoryRetention.objects.filter(owner_q(owner)).delete()
+    cached = cache.forget(owner)
+    log.info("memory.owner.forgotten", extra={"owner": owner.cache_tag, "memories": memories})
+    return {"memories": memories, "working": working, "cached": cached}
+
+
+def retention_set(*, owner: Owner, ttl_days: int) -> None:
+    MemoryRetention.objects.update_or_create(owner_id=owner.user_id, defaults={"ttl_days": ttl_days})
+
+
+def recalled(*, owner: Owner, ids: list[uuid.UUID]) -> None:
+    """Count a recall; a cold memory recalled becomes hot again (its halfvec back to a full vector)."""
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET recall_count = recall_count + 1, last_recalled_at = %s, tier = 'hot', "
+            "embedding = COALESCE(embedding, embedding_cold::vector), embedding_cold = NULL "
+            "WHERE id = ANY(%s) AND owner_id = %s", [timezone.now(), ids, owner.user_id])
+
+
+# --- working memory -------------------------------------------------------------------------------------
+
+
+def working_set(*, owner: Owner, plan_id: uuid.UUID, name: str, value: Any, expected_version: int | None = None,
+                written_by: str = "") -> int:
+    """Write entry ``name`` of the plan's scratchpad; returns its new version.
+
+    ``expected_version``: None writes whatever is there (atomic upsert); 0 creates only if absent; n writes only
+    if the entry is still at version n. Raises WorkingConflict (with the current version) otherwise."""
+    if not name or len(name) > 100:
+        raise MemoryError_("a working-memory name has 1 to 100 characters", code="memory.invalid_name")
+    sealed = crypto.seal(json.dumps(value))
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        if expected_version is None:
+            cursor.execute(
+                f"INSERT INTO {WORKING} (owner_id, plan_id, name, value, version, written_by, updated_at) "
+                "VALUES (%s, %s, %s, %s, 1, %s, %s) ON CONFLICT (plan_id, name) DO UPDATE SET value = EXCLUDED.value, "
+                f"version = {WORKING}.version + 1, written_by = EXCLUDED.written_by, updated_at = EXCLUDED.updated_at "
+                f"WHERE {WORKING}.owner_id = EXCLUDED.owner_id RETURNING version",
+                [owner.user_id, plan_id, name, sealed, written_by[:100], now])
+        elif expected_version == 0:
+            cursor.execute(
+                f"INSERT INTO {WORKING} (owner_id, plan_id, name, value, version, written_by, updated_at) "
+                "VALUES (%s, %s, %s, %s, 1, %s, %s) ON CONFLICT (plan_id, name) DO NOTHING RETURNING version",
+                [owner.user_id, plan_id, name, sealed, written_by[:100], now])
+        else:
+            cursor.execute(
+                f"UPDATE {WORKING} SET value = %s, version = version + 1, written_by = %s, updated_at = %s "
+                "WHERE plan_id = %s AND name = %s AND owner_id = %s AND version = %s RETURNING version",
+                [sealed, written_by[:100], now, plan_id, name, owner.user_id, expected_version])
+        row = cursor.fetchone()
+    if row is None:
+        current = (WorkingEntry.objects.filter(owner_q(owner), plan_id=plan_id, name=name)
+                   .values_list("version", flat=True).first()) or 0
+        raise WorkingConflict(f"working memory {name!r} is at version {current}, not {expected_version}",
+                              current_version=current)
+    return int(row[0])
+
+
+def working_update(*, owner: Owner, plan_id: uuid.UUID, name: str, change: Callable[[Any], Any],
+                   written_by: str = "", attempts: int = 100) -> int:
+    """Read-modify-write of one entry by compare-and-set, retried on conflict (``change(None)`` when absent)."""
+    from memory.selectors import working_read
+
+    for _ in range(attempts):
+        current = working_read(owner=owner, plan_id=plan_id).get(name)
+        try:
+            return working_set(owner=owner, plan_id=plan_id, name=name, written_by=written_by,
+                               value=change(current.value if current else None),
+                               expected_version=current.version if current else 0)
+        except WorkingConflict:
+            continue
+    raise WorkingConflict(f"working memory {name!r}: still conflicting after {attempts} tries", current_version=-1)
+
+
+# --- episodes and facts from finished work --------------------------------------------------------------
+
+
+def _text_of(output: Any) -> str:
+    if isinstance(output, dict):
+        for key in ("text", "answer", "result", "summary"):
+            if isinstance(output.get(key), str):
+                return str(output[key])
+    return output if isinstance(output, str) else json.dumps(output, sort_keys=True, default=str)
+
+
+def _prompt_of(step_input: dict[str, Any]) -> str:
+    prompt = step_input.get("prompt")
+    return prompt if isinstance(prompt, str) else json.dumps(step_input, sort_keys=True, default=str)
+
+
+def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome, step_input: dict[str, Any]) -> Remembered:
+    """What a finished step leaves in memory: its ``memory`` output field (``working``: {name: value} into the
+    plan's scratchpad, ``facts``: [text] into semantic memory, ``significance``), an episode if significant
+    enough, and the facts extracted from its text. Must not run in a transaction."""
+    output = outcome.output if isinstance(outcome.output, dict) else {}
+    field = output.get("memory")
+    asked: dict[str, Any] = field if isinstance(field, dict) else {}
+    written: list[str] = []
+    for name, value in (asked.get("working") or {}).items():
+        working_set(owner=owner, plan_id=plan_id, name=str(name), value=value, written_by=outcome.key)
+        written.append(str(name))
+    text = _text_of(outcome.output) if outcome.status == "succeeded" else outcome.error
+    if outcome.output is None and outcome.status == "succeeded":
+        text = ""  # nothing happened worth remembering (a no-op step)
+    significance = float(asked.get("significance", 0.8 if outcome.status != "succeeded" else
+                                    (0.6 if len(text) > 200 else 0.5)))
+    episode = None
+    skipped: list[str] = []
+    if significance >= settings.MEMORY_EPISODE_MIN_SIGNIFICANCE and text.strip():
+        summary = extract.summarise(text, 600)
+        added = memory_add(owner=owner, kind=Kind.EPISODE, agent=outcome.agent, plan_id=plan_id, step_key=outcome.key,
+                           source=f"plan:{plan_id}/step:{outcome.key}", significance=significance,
+                           text=f"Step {outcome.key} ({outcome.agent}) {outcome.status}. "
+                                f"Asked: {_prompt_of(step_input)[:400]}. Answer: {summary}")
+        episode = added.memory.id
+    else:
+        skipped.append(f"episode: significance {significance} below {settings.MEMORY_EPISODE_MIN_SIGNIFICANCE}")
+    facts = [str(f) for f in asked.get("facts") or [] if str(f).strip()]
+    if outcome.status == "succeeded":
+        facts += [f for f in extract.extract_facts(text) if f not in facts]
+    added_facts = tuple(memory_add(owner=owner, kind=Kind.FACT, agent=outcome.agent, plan_id=plan_id,
+                                   step_key=outcome.key, source=f"plan:{plan_id}/step:{outcome.key}", text=fact)
+                        for fact in facts[:10])
+    return Remembered(episode, added_facts, tuple(written), tuple(skipped))
+
+
+def plan_archive(*, owner: Owner, plan_id: uuid.UUID, request: str, status: str, steps: list[StepOutcome],
+                 result: Any = None) -> uuid.UUID | None:
+    """The plan's episode (its request, outcome, steps and working memory), then its scratchpad dropped.
+    Idempotent: a second call finds the episode and changes nothing. Must not run in a transaction."""
+    from memory.selectors import working_read
+
+    scratch = working_read(owner=owner, plan_id=plan_id)
+    lines = [f"Plan {status}: {request}",
+             "Steps: " + "; ".join(f"{s.key} ({s.agent}) {s.status}" for s in steps)]
+    if result is not None:
+        lines.append(f"Result: {extract.summarise(_text_of(result), 600)}")
+    if scratch:
+        lines.append("Working memory: " + json.dumps({k: v.value for k, v in scratch.items()}, default=str)[:2000])
+    added = memory_add(owner=owner, kind=Kind.EPISODE, plan_id=plan_id, step_key="", source=f"plan:{plan_id}",
+                       significance=1.0, text="\n".join(lines))
+    WorkingEntry.objects.filter(owner_q(owner), plan_id=plan_id).delete()
+    return added.memory.id
+
+
+# --- maintenance ----------------------------------------------------------------------------------------
+
+
+def compact(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+    """Tiering and retention, for the beat task: hot memories idle for MEMORY_COLD_AFTER_DAYS and recalled
+    fewer than MEMORY_HOT_RECALLS times become cold (content summarised, vector kept as halfvec in its own
+    HNSW index); expired memories are deleted; working memory of plans never archived is dropped."""
+    now = now or timezone.now()
+    idle_since = now - timedelta(days=settings.MEMORY_COLD_AFTER_DAYS)
+    cooled = 0
+    while True:
+        with transaction.atomic():
+            items = list(MemoryItem.objects.select_for_update(skip_locked=True)
+                         .filter(tier=Tier.HOT, recall_count__lt=settings.MEMORY_HOT_RECALLS, updated_at__lt=idle_since)
+                         .exclude(last_recalled_at__gte=idle_since).only("id", "content")[:batch])
+            for item in items:
+                summary = extract.summarise(crypto.unseal(item.content))
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"UPDATE {TABLE} SET content = %s, search = array_to_tsvector(%s::text[]), "
+                        "embedding_cold = embedding::halfvec, embedding = NULL, tier = 'cold' WHERE id = %s",
+                        [crypto.seal(summary), crypto.blind_lexemes(summary), item.id])
+        cooled += len(items)
+        if len(items) < batch:
+            break
+    expired, _ = MemoryItem.objects.filter(expires_at__lt=now).delete()
+    working_idle_since = now - timedelta(hours=settings.MEMORY_WORKING_TTL_HOURS)
+    stale, _ = WorkingEntry.objects.filter(updated_at__lt=working_idle_since).delete()
+    log.info("memory.compacted", extra={"cooled": cooled, "expired": expired, "working_dropped": stale})
+    return {"cooled": cooled, "expired": expired, "working_dropped": stale}
+
+
+def reencrypt(*, batch: int = 500, reindex: bool = False) -> dict[str, int]:
+    """Re-seal every memory and working entry under the newest key (and, with ``reindex``, rebuild the blind
+    index under the current MEMORY_BLIND_INDEX_KEY). Batched, row-locked, safe while the service runs."""
+    counts = {"memories": 0, "working": 0}
+    for model, field, key in ((MemoryItem, "content", "memories"), (WorkingEntry, "value", "working")):
+        last: Any = None
+        while True:
+            with transaction.atomic():
+                rows = model.objects.select_for_update().order_by("pk")
+                rows = rows.filter(pk__gt=last) if last is not None else rows
+                chunk = list(rows.only("pk", field)[:batch])
+                for row in chunk:
+                    token = getattr(row, field)
+                    values: dict[str, Any] = {field: crypto.reseal(token)}
+                    model.objects.filter(pk=row.pk).update(**values)
+                    if reindex and model is MemoryItem:
+                        with connection.cursor() as cursor:
+                            text = crypto.unseal(token)
+                            cursor.execute(f"UPDATE {TABLE} SET search = array_to_tsvector(%s::text[]), "
+                                           "fingerprint = %s WHERE id = %s",
+                                           [crypto.blind_lexemes(text), crypto.fingerprint(text), row.pk])
+            counts[key] += len(chunk)
+            if len(chunk) < batch:
+                break
+            last = chunk[-1].pk
+    return counts
+
+
+def _column_dims() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                       [TABLE])
+        return int(cursor.fetchone()[0])
+
+
+def reembed(*, batch: int = 200) -> dict[str, int]:
+    """Embed every memory again with the current provider (after changing model or dimension). If
+    MEMORY_EMBEDDING_DIM differs from the columns', the columns are altered and their HNSW indexes rebuilt
+    afterwards (searches find fewer rows until it finishes: run it in a maintenance window). Embeddings are
+    computed outside any transaction, a batch at a time."""
+    dim = settings.MEMORY_EMBEDDING_DIM
+    resized = _column_dims() != dim
+    if resized:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DROP INDEX IF EXISTS memory_embedding_hnsw")
+            cursor.execute("DROP INDEX IF EXISTS memory_embedding_cold_hnsw")
+            cursor.execute(f"ALTER TABLE {TABLE} ALTER COLUMN embedding TYPE vector({dim}) USING NULL, "
+                           f"ALTER COLUMN embedding_cold TYPE halfvec({dim}) USING NULL")
+    provider, done, last = embedder(), 0, None
+    while True:
+        rows = MemoryItem.objects.order_by("id").only("id", "content", "tier")
+        chunk = list((rows.filter(id__gt=last) if last is not None else rows)[:batch])
+        if not chunk:
+            break
+        vectors = provider.embed([crypto.unseal(item.content) for item in chunk])
+        with transaction.atomic(), connection.cursor() as cursor:
+            for item, vector in zip(chunk, vectors, strict=True):
+                column, cast = ("embedding_cold", "halfvec") if item.tier == Tier.COLD else ("embedding", "vector")
+                cursor.execute(f"UPDATE {TABLE} SET {column} = %s::{cast} WHERE id = %s",
+                               [vector_literal(vector), item.id])
+        done += len(chunk)
+        last = chunk[-1].id
+    if resized:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE INDEX memory_embedding_hnsw ON {TABLE} USING hnsw (embedding vector_cosine_ops) "
+                           "WITH (m = 16, ef_construction = 64)")
+            cursor.execute(f"CREATE INDEX memory_embedding_cold_hnsw ON {TABLE} USING hnsw "
+                           "(embedding_cold halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)")
+    return {"reembedded": done, "dimensions": dim, "resized": int(resized)}

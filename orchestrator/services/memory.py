@@ -1,0 +1,106 @@
+"""The orchestrator's side of memory (memory/api.py is all it uses):
+
+* ``step_context``: before an LLM step's agent is called, its context is assembled by memory within the
+  agent's token budget (``context_budget``; see ``context_budget``); what was included,
+  recalled and cut is recorded as the step's ``step.context`` event (sizes, ids and reasons, no content).
+* ``step_finished``: after a step's outcome is recorded, what it leaves in memory (its ``memory`` output
+  field, an episode, extracted facts); and when that ended the plan, the plan's episode (its working memory
+  archived into it, then dropped).
+
+Memory never fails a step: a memory error is logged and recorded, and the step runs with its plain context.
+Both run outside any transaction and give their connection back (they may call an embedding provider).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from agents.api import AgentError, agent_get
+from common.errors import DomainError
+from memory import api as memory
+from orchestrator.models import Plan, Step
+from orchestrator.services.transitions import events_record
+from orchestrator.states import PLAN_TERMINAL, StepStatus
+
+if TYPE_CHECKING:
+    from orchestrator.services.steps import ClaimedStep
+
+log = logging.getLogger("orchestrator")
+
+
+def step_context(claimed: ClaimedStep) -> dict[str, Any]:
+    """The context the step's agent receives: assembled by memory for ``llm`` agents, else its dependencies'
+    outputs as they are."""
+    try:
+        spec = agent_get(claimed.agent)
+    except AgentError:
+        return claimed.context
+    if spec.kind != "llm":
+        return claimed.context
+    try:
+        owner_id = Plan.objects.filter(id=claimed.plan_id).values_list("owner_id", flat=True).get()
+        budget = context_budget(spec.options)
+        assembled = memory.context_assemble(owner=memory.Owner(user_id=owner_id), plan_id=claimed.plan_id,
+                                            step_key=claimed.key, agent=claimed.agent, step_input=claimed.input,
+                                            dependencies=claimed.context, budget_tokens=budget)
+        report: dict[str, Any] = {"attempt": claimed.attempt, **assembled.report()}
+        context = assembled.context
+    except DomainError as exc:
+        log.warning("orchestrator.memory.context_failed", extra={"step_id": str(claimed.id), "code": exc.code})
+        report, context = {"attempt": claimed.attempt, "code": exc.code, "message": exc.message[:300]}, claimed.context
+    try:
+        with transaction.atomic():
+            events_record(plan_id=claimed.plan_id, items=[("step.context", claimed.key, report)])
+    finally:
+        connection.close()
+    return context
+
+
+def context_budget(options: dict[str, Any]) -> int:
+    """The agent's ``context_budget``, else MEMORY_CONTEXT_BUDGET; never more than its model's
+    ``context_window`` minus the room kept for the answer (``max_tokens``), when the window is given."""
+    budget = int(options.get("context_budget") or settings.MEMORY_CONTEXT_BUDGET)
+    if options.get("context_window"):
+        answer = int(options.get("max_tokens") or settings.LLM_MAX_TOKENS)
+        budget = min(budget, max(int(options["context_window"]) - answer, 0))
+    return budget
+
+
+def step_finished(claimed: ClaimedStep) -> None:
+    """Remember the step's outcome (if this attempt's outcome was recorded) and archive its plan if it ended."""
+    try:
+        row = (Step.objects.filter(id=claimed.id, attempt=claimed.attempt,
+                                   status__in=[StepStatus.SUCCEEDED, StepStatus.FAILED])
+               .values("status", "output", "error_message", "plan__owner_id", "plan__status", "plan__request",
+                       "plan__result").first())
+        if row is None:
+            return
+        owner = memory.Owner(user_id=row["plan__owner_id"])
+        memory.step_remember(owner=owner, plan_id=claimed.plan_id, step_input=claimed.input,
+                             outcome=memory.StepOutcome(claimed.key, claimed.agent, row["status"], row["output"],
+                                                        row["error_message"]))
+        if row["plan__status"] in PLAN_TERMINAL:
+            plan_finished(plan_id=claimed.plan_id)
+    except DomainError as exc:
+        log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(claimed.id), "code": exc.code})
+    finally:
+        connection.close()
+
+
+def owner_of_plan(plan_id: uuid.UUID) -> int | None:
+    """The plan's owner (a user id), for memory's ``memory`` agent kind; None for an unknown plan."""
+    return Plan.objects.filter(id=plan_id).values_list("owner_id", flat=True).first()
+
+
+def plan_finished(*, plan_id: Any) -> None:
+    """The plan's episode and the end of its working memory (idempotent)."""
+    plan = Plan.objects.get(id=plan_id)
+    steps = [memory.StepOutcome(s.key, s.agent, s.status, None, s.error_message)
+             for s in Step.objects.filter(plan=plan).order_by("queued_at", "key")]
+    memory.plan_archive(owner=memory.Owner(user_id=plan.owner_id), plan_id=plan.id, request=plan.request,
+                        status=plan.status, steps=steps, result=plan.result)
