@@ -179,7 +179,10 @@ def _send_steps(moved: list[Moved]) -> None:
     if not moved:
         return
     signatures = [
-        current_app.signature(RUN_STEP_TASK, args=(str(step.id), step.attempt), queue=agent_get(step.agent).queue)
+        # ops (issue 12): argsrepr names the plan and step in Flower; the plan_id header binds it to log lines.
+        current_app.signature(RUN_STEP_TASK, args=(str(step.id), step.attempt), queue=agent_get(step.agent).queue,
+                              argsrepr=f"plan={step.plan_id} step={step.key} ({step.id}) attempt={step.attempt}",
+                              headers={"plan_id": str(step.plan_id)})
         for step in moved
     ]
     if len(signatures) == 1:
