@@ -18,6 +18,7 @@ from agents.api import AgentCall, AgentError, agent_run
 from agents.errors import TransientAgentError
 from agents.streaming import ChunkBuffer
 from orchestrator import services
+from orchestrator.metrics import record_repairs as metrics_record_repairs
 from orchestrator.queues import Queue
 
 log = logging.getLogger("orchestrator")
@@ -81,6 +82,10 @@ def plan_generate(plan_id: str) -> None:
     connection.close()
 
 
-@shared_task(name="orchestrator.reconcile", queue=Queue.SCHEDULER, ignore_result=True)
+# ops (issue 12): send_events=False keeps the reconciler (every 15 s) out of Flower's tasks view; its
+# repairs are counted for /metrics instead.
+@shared_task(name="orchestrator.reconcile", queue=Queue.SCHEDULER, ignore_result=True, send_events=False)
 def reconcile() -> dict[str, int]:
-    return services.reconcile()
+    counts = services.reconcile()
+    metrics_record_repairs(counts)
+    return counts
