@@ -59,7 +59,8 @@ def test_metrics_after_a_plan_show_its_steps_tokens_and_cost(user: Any, agent_fa
     assert value(samples, "orch_steps", status="succeeded", agent="claude") == 1
     assert value(samples, "orch_steps", status="succeeded", agent="echo") == 1
     for agent, model, calls in (("gpt", "fake-gpt", gpt), ("claude", "fake-claude", claude)):
-        assert value(samples, "orch_tokens_total", agent=agent, model=model, kind="prompt") == sum(p for _, p, _ in calls)
+        assert value(samples, "orch_tokens_total", agent=agent, model=model, kind="prompt") == \
+            sum(p for _, p, _ in calls)
         assert value(samples, "orch_tokens_total", agent=agent, model=model, kind="completion") == \
             sum(c for _, _, c in calls)
         cost = sum((price(m, p, c) for m, p, c in calls), Decimal(0))
