@@ -8,4 +8,6 @@ mkdir -p "$XDG_RUNTIME_DIR" "$ORCH_RUN_DIR"
 trap '.venv/bin/python -m config.services stop >/dev/null 2>&1 || true' EXIT
 # The browser tests drive Debian's Chromium through Playwright (which downloads no browser of its own).
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+# ops (issue 12): `docker-compose config` validates docker-compose.yml offline (no Docker engine needed).
+command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null)
 .venv/bin/python -m pytest "$@"

@@ -30,7 +30,8 @@ def web_process(env: dict[str, str], *, ready_path: str = "/accounts/login/") ->
     full.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     with open(ARTIFACTS / "ops-web.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+             "--timeout-graceful-shutdown", "2"],
             cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
