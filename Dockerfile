@@ -7,8 +7,10 @@ FROM python:3.12-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /venv
 COPY requirements.txt /tmp/requirements.txt
-# Wheels only: nothing is compiled, so the image needs no compiler (psycopg is the binary build).
-RUN /venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
+# Wheels only, so the image needs no compiler (psycopg is the binary build), except three pure-Python
+# packages published as sources only (django-eventstream's GRIP dependencies): they build without one.
+RUN /venv/bin/pip install --only-binary=:all: --no-binary=gripcontrol,django-grip,pubcontrol \
+    -r /tmp/requirements.txt
 WORKDIR /app
 COPY . .
 # collectstatic imports the settings, which need a deployment's variables: placeholders, never connected to.
