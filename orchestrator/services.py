@@ -124,8 +124,9 @@ def _sql_value(value: Any) -> tuple[str, tuple[Any, ...]]:
 def steps_transition(*, step_ids: list[uuid.UUID], to: StepStatus, attempt: int | None = None,
                      bump_attempt: bool = False, fields: dict[str, Any] | None = None,
                      event: str | None = None, event_data: dict[str, Any] | None = None,
-                     actor: User | None = None) -> list[Moved]:
-    """Move the given steps to ``to`` where the state machine allows it; return those that moved.
+                     actor: User | None = None, only_from: StepStatus | None = None) -> list[Moved]:
+    """Move the given steps to ``to`` where the state machine allows it (and, with ``only_from``, only
+    from that status); return those that moved.
 
     One statement: a conditional UPDATE ... RETURNING whose rows also append one event each. Steps in
     another status, or whose attempt is not ``attempt`` (when given), are left alone. The events go out to
@@ -142,7 +143,7 @@ def steps_transition(*, step_ids: list[uuid.UUID], to: StepStatus, attempt: int 
     if bump_attempt:
         sets.append("attempt = attempt + 1")
     where = "id = ANY(%s) AND status = ANY(%s)"
-    params += [list(step_ids), step_sources(to)]
+    params += [list(step_ids), [str(only_from)] if only_from is not None else step_sources(to)]
     if attempt is not None:
         where += " AND attempt = %s"
         params.append(attempt)
@@ -650,8 +651,11 @@ def reconcile(*, now: datetime | None = None) -> dict[str, int]:
     stale = list(Step.objects.filter(status=StepStatus.QUEUED, queued_at__lt=stale_before)
                  .values_list("id", flat=True)[:1000])
     with transaction.atomic():
+        # ops (issue 12, found by tests/ops/test_scaling.py): only_from=QUEUED, or a step claimed since the
+        # SELECT above (running) is moved back to queued with the same attempt and a second delivery runs it again.
         moved = steps_transition(step_ids=stale, to=StepStatus.QUEUED, fields={"queued_at": now},
-                                 event="step.requeued", event_data={"reason": "message_lost"})
+                                 event="step.requeued", event_data={"reason": "message_lost"},
+                                 only_from=StepStatus.QUEUED)
         _dispatch_on_commit(moved)
     counts["requeued"] = len(moved)
 
