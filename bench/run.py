@@ -24,6 +24,7 @@ from types import FrameType
 from bench.harness import ROOT, WORK_DIR, Harness, Result
 
 MODULES = ["overhead", "io_bound", "dag", "sse", "agents_limits"]
+MODULES += ["scaling"]  # ops (issue 12): 1, 2, 4 worker processes
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PACKAGES = ["Django", "celery", "kombu", "redis", "psycopg", "httpx"]
 

@@ -38,6 +38,9 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         payload.update(_bound.get() or {})
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, _, status = record.args  # uvicorn's access-log arguments
+            payload.update(client=client, method=method, path=path, status=status)
         payload.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
         context = trace.get_current_span().get_span_context()
         if context.is_valid:

@@ -273,3 +273,9 @@ SPECTACULAR_SETTINGS.update({"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_H
 # The image collects static files at build time into STATIC_ROOT; WhiteNoise serves them from there.
 if env("STATIC_ROOT"):
     STATIC_ROOT = Path(env("STATIC_ROOT") or "")
+# Behind PgBouncer in transaction mode (README "Sizing"): no server-side cursors and no prepared
+# statements (psycopg 3 prepares a query on its 5th run on a connection; PgBouncer may hand the next
+# transaction another server connection that never saw it).
+if env_bool("DB_PGBOUNCER", False):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None

@@ -4,6 +4,7 @@ web process itself; the live page loads its CSS and JS and draws the plan."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from django.conf import settings
 
 from orchestrator import services
-from tests.conftest import ROOT, browser_login
+from tests.conftest import ARTIFACTS, ROOT, browser_login
 from tests.ops.web import web_process
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -42,6 +43,7 @@ def test_a_deployment_mode_web_process_serves_static_files_and_the_live_page(
     # The session cookie browser_login makes is signed with this process's key.
     deployment = {"ORCH_EMBEDDED": "", "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": settings.SECRET_KEY,
                   "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "STATIC_ROOT": str(static_root)}
+    log_start = (ARTIFACTS / "ops-web.log").stat().st_size if (ARTIFACTS / "ops-web.log").exists() else 0
     with web_process(deployment) as url:
         for path in ("/static/streams/plan_live.js", "/static/streams/plan_live.css", "/static/admin/css/base.css"):
             response = httpx.get(f"{url}{path}", timeout=10)
@@ -61,3 +63,10 @@ def test_a_deployment_mode_web_process_serves_static_files_and_the_live_page(
         assert docs.status_code == 200
         assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs.text
         assert "cdn.jsdelivr" not in docs.text and "unpkg" not in docs.text
+    # The web process logs JSON lines, uvicorn's access log included.
+    with open(ARTIFACTS / "ops-web.log", "rb") as log:
+        log.seek(log_start)
+        lines = [json.loads(line) for line in log.read().decode().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    wanted = {"method": "GET", "path": "/static/streams/plan_live.js", "status": 200}.items()
+    assert any(wanted <= line.items() for line in access)

@@ -3,6 +3,8 @@ breakers and the reconciler's repairs, read back with Prometheus' own parser."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +19,7 @@ from orchestrator.metrics import REPAIRS_KEY, _redis
 from orchestrator.models import Step
 from tests.agents.fakes import AgentFakes
 from tests.agents.test_e2e_costs import price
-from tests.conftest import wait_for_plan
+from tests.conftest import ROOT, wait_for_plan
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -100,3 +102,11 @@ def test_metrics_answer_loopback_or_the_token_only(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("METRICS_TOKEN", "s3cret")
     assert remote.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     assert scrape(remote, HTTP_AUTHORIZATION="Bearer s3cret")
+
+
+def test_the_grafana_dashboard_uses_only_series_that_metrics_exposes() -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "orchestrator.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\borch_[a-z_]+", target["expr"])}
+    exposed = {name for name, _ in scrape()}
+    assert used and used <= exposed, used - exposed
