@@ -23,12 +23,15 @@ app.autodiscover_tasks()
 
 
 @signals.setup_logging.connect
-def _logging(**_: Any) -> None:
+def _logging(loglevel: str | int | None = None, **_: Any) -> None:
+    import logging
     from logging.config import dictConfig
 
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+    if loglevel:  # the command line's --loglevel still decides how much Celery itself says
+        logging.getLogger("celery").setLevel(loglevel)
 
 
 @signals.worker_init.connect
