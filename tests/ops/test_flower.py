@@ -12,9 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from config.celery import app
 from tests.conftest import ARTIFACTS, ROOT, _free_port
-from tests.ops.web import test_database_url
+from tests.ops.web import served_database_url
 
 pytestmark = [pytest.mark.django_db]
 
@@ -22,7 +21,7 @@ pytestmark = [pytest.mark.django_db]
 @pytest.fixture
 def flower() -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "ORCH_EMBEDDED": "1", "FLOWER_BASIC_AUTH": "ops:pw"}
+    env = {**os.environ, "DATABASE_URL": served_database_url(), "ORCH_EMBEDDED": "1", "FLOWER_BASIC_AUTH": "ops:pw"}
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "flower.log", "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "flower", f"--port={port}",
@@ -56,6 +55,8 @@ def test_flower_asks_for_credentials_and_lists_the_declared_queues(flower: str) 
 
 
 def test_periodic_tasks_send_no_task_events() -> None:
-    assert app.tasks["orchestrator.reconcile"].send_events is False
-    assert app.tasks["approvals.expire"].send_events is False
-    assert app.tasks["orchestrator.run_step"].send_events is True
+    from approvals.tasks import expire
+    from orchestrator.tasks import reconcile, run_step
+
+    assert reconcile.send_events is False and expire.send_events is False
+    assert run_step.send_events is True

@@ -114,3 +114,22 @@ def test_a_plans_trace_links_request_tasks_and_agent_calls(
     step_ids = {str(s.id) for s in steps.values()}
     traced = [line for line in lines if line.get("step_id") in step_ids and line.get("trace_id") == trace_id]
     assert traced and all(len(line["span_id"]) == 16 for line in traced)
+
+
+def test_tracing_off_installs_nothing() -> None:
+    """Without OTEL_EXPORTER_OTLP_ENDPOINT, a web process installs no tracer provider and imports no
+    instrumentation or exporter (redis-py 8 itself imports parts of the SDK when it is installed)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    prefixes = ("opentelemetry.instrumentation", "opentelemetry.exporter")
+    probe = ("import sys, config.asgi; from opentelemetry import trace; "
+             f"loaded = [m for m in sys.modules if m.startswith({prefixes!r})]; "
+             "print(sorted(loaded), type(trace.get_tracer_provider()).__name__)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60, check=True).stdout.strip()
+    assert out == "[] ProxyTracerProvider"

@@ -15,7 +15,7 @@ from django.conf import settings
 from tests.conftest import ARTIFACTS, ROOT, _database_url_for, _free_port
 
 
-def test_database_url() -> str:
+def served_database_url() -> str:
     return _database_url_for(settings.DATABASES["default"]["NAME"])
 
 
@@ -25,7 +25,7 @@ def web_process(env: dict[str, str], *, ready_path: str = "/accounts/login/") ->
     variable) and yield its base URL once ``ready_path`` answers 200; stopped on exit."""
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
-    full = {**os.environ, "DATABASE_URL": test_database_url(), "ORCH_EMBEDDED": "1", **env}
+    full = {**os.environ, "DATABASE_URL": served_database_url(), "ORCH_EMBEDDED": "1", **env}
     full = {k: v for k, v in full.items() if v != ""}
     full.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     with open(ARTIFACTS / "ops-web.log", "ab") as log:
