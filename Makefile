@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: demo test up bench lint venv services-stop clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	@test -x $(PY) || $$(scripts/find-python.sh) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@

@@ -20,7 +20,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from agents import limits, registry
+from agents import limits, registry, telemetry
 from agents.base import AgentCall, AgentResult, AgentSpec, Usage
 from agents.costs import BudgetCheck, Estimate, Totals, budget_check, cost_of, priced
 from agents.errors import (
@@ -246,7 +246,8 @@ def agent_run(*, name: str, call: AgentCall, on_retry: RetryHook | None = None) 
         tried.append(name)
         started = time.monotonic()
         try:
-            result = _run_one(spec, call, on_retry)
+            with telemetry.agent_span(agent=name, kind=spec.kind, step_id=call.step_id, attempt=call.attempt):
+                result = _run_one(spec, call, on_retry)
         except (CircuitOpen, TransientAgentError) as exc:
             # Fall back while the breaker is open, also when this very call's failure opened it.
             if spec.fallback is None or spec.fallback in tried:

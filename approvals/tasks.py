@@ -16,7 +16,8 @@ from common.queues import Queue
 # approval's pending flag is cleared after the send (a crash between the two may send it twice).
 
 
-@shared_task(name="approvals.expire", queue=Queue.SCHEDULER, ignore_result=True)
+# send_events=False: the periodic task stays out of Flower's tasks view.
+@shared_task(name="approvals.expire", queue=Queue.SCHEDULER, ignore_result=True, send_events=False)
 def expire() -> dict[str, int]:
     """Beat: default decisions on overdue approvals, escalations, and escalation notices whose message was lost."""
     return services.approvals_expire()

@@ -343,3 +343,28 @@ CELERY_BEAT_SCHEDULE["memory.compact"] = {
     "task": "memory.compact",
     "schedule": timedelta(seconds=env_int("MEMORY_COMPACT_EVERY", 3600)),
 }
+
+# --- Operations: Flower's queues, JSON logs of every process, offline API docs, static root ----
+from kombu import Queue as _KombuQueue  # noqa: E402 - this block is appended, kept apart from the rest
+
+# Declared so Flower's broker page (and /metrics' queue depth) know them; an agent's own `queue:` is
+# still created on demand (task_create_missing_queues).
+CELERY_TASK_QUEUES = [_KombuQueue("agents"), _KombuQueue("scheduler"), _KombuQueue("notify")]
+# uvicorn's error and access logs and Celery's own lines as JSON too (config.celery applies LOGGING in
+# workers and beat; under uvicorn this dictConfig replaces the handlers uvicorn installed).
+for _name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    LOGGING["loggers"][_name] = {"handlers": ["console"], "level": env("LOG_LEVEL") or "INFO", "propagate": False}  # type: ignore[index]
+LOGGING["loggers"]["celery"] = {"level": env("LOG_LEVEL") or "INFO", "propagate": True}  # type: ignore[index]
+# Swagger UI and ReDoc from the drf-spectacular-sidecar package, not a CDN.
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS.update({"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+                             "REDOC_DIST": "SIDECAR"})
+# The image collects static files at build time into STATIC_ROOT; WhiteNoise serves them from there.
+if env("STATIC_ROOT"):
+    STATIC_ROOT = Path(env("STATIC_ROOT") or "")
+# Behind PgBouncer in transaction mode (README "Sizing"): no server-side cursors and no prepared
+# statements (psycopg 3 prepares a query on its 5th run on a connection; PgBouncer may hand the next
+# transaction another server connection that never saw it).
+if env_bool("DB_PGBOUNCER", False):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from agents.views import AgentViewSet
 from approvals.views import ApprovalViewSet, workflow_approve
 from orchestrator.health import health
+from orchestrator.metrics import metrics_view
 from orchestrator.views import PlanViewSet, orchestrate
 
 router = DefaultRouter()
@@ -23,5 +24,7 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("workflow/<uuid:workflow_id>/approve", workflow_approve, name="workflow-approve"),
     path("orchestrate", orchestrate, name="orchestrate"),
+    # ops (issue 12): Prometheus, loopback or METRICS_TOKEN only
+    path("metrics", metrics_view, name="metrics"),
 ]
 urlpatterns += [path("", include("memory.urls"))]  # memory: /api/memory/ (memory/urls.py)

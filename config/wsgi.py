@@ -2,7 +2,10 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from config import telemetry
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+telemetry.setup("orchestrator-web")  # before the application is built: Django's instrumentation adds a middleware
 application = get_wsgi_application()
 
 from config.startup import exit_on_configuration_errors  # noqa: E402  (needs the apps loaded above)

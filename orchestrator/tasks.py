@@ -14,6 +14,7 @@ from celery import shared_task
 
 from common.queues import Queue
 from orchestrator import services
+from orchestrator.metrics import record_repairs as metrics_record_repairs
 
 
 def _worker_name(hostname: str | None) -> str:
@@ -32,6 +33,10 @@ def plan_generate(self, plan_id: str, attempt: int = 1) -> None:  # type: ignore
     services.plan_generate(plan_id=uuid.UUID(plan_id), attempt=attempt, worker=_worker_name(self.request.hostname))
 
 
-@shared_task(name="orchestrator.reconcile", queue=Queue.SCHEDULER, ignore_result=True)
+# send_events=False keeps the reconciler (every few seconds) out of Flower's tasks view; its
+# repairs are counted for /metrics instead.
+@shared_task(name="orchestrator.reconcile", queue=Queue.SCHEDULER, ignore_result=True, send_events=False)
 def reconcile() -> dict[str, int]:
-    return services.reconcile()
+    counts = services.reconcile()
+    metrics_record_repairs(counts)
+    return counts

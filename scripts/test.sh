@@ -10,4 +10,6 @@ trap '.venv/bin/python -m config.services stop >/dev/null 2>&1 || true' EXIT
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 # The README's "Using it" block is run in bash and in zsh (tests/test_readme.py).
 command -v zsh >/dev/null || (apt-get update -qq && apt-get install -y -qq zsh >/dev/null) || true
+# ops (issue 12): `docker-compose config` validates docker-compose.yml offline (no Docker engine needed).
+command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null)
 .venv/bin/python -m pytest "$@"

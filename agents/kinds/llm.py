@@ -27,6 +27,7 @@ import httpx
 from django.conf import settings
 from httpx_sse import EventSource, ServerSentEvent
 
+from agents import telemetry
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec, Usage
 from agents.egress import ssl_context
 from agents.errors import (
@@ -347,6 +348,12 @@ class LlmAgent(Agent):
         return math.ceil(chars / 3) + 16
 
     def run(self, call: AgentCall) -> AgentResult:
+        with telemetry.llm_span(provider=self.provider, model=self.model, max_tokens=self.max_tokens) as span:
+            result = self._run(call)
+            telemetry.record_usage(span, result.usage)
+            return result
+
+    def _run(self, call: AgentCall) -> AgentResult:
         json_mode = call.input.get("response_format") == "json"
         if self.provider == "offline":
             latency = int(self.spec.options.get("latency_ms", settings.OFFLINE_LATENCY_MS))

@@ -47,8 +47,10 @@ def send_steps(moved: list[Moved]) -> bool:
     if not moved:
         return True
     signatures = [
+        # argsrepr names the plan and step in Flower; the plan_id header binds the worker's log lines to it.
         current_app.signature(RUN_STEP_TASK, args=(str(step.id), step.attempt), queue=agent_get(step.agent).queue,
-                              ignore_result=True, retry=False)
+                              ignore_result=True, retry=False, headers={"plan_id": str(step.plan_id)},
+                              argsrepr=f"plan={step.plan_id} step={step.key} ({step.id}) attempt={step.attempt}")
         for step in moved
     ]
     sent = _send(
