@@ -114,7 +114,7 @@ _db.setdefault("OPTIONS", {})["pool"] = {
     "min_size": 1,
     "max_size": env_int("DB_POOL_MAX_SIZE", 10),
     # A request waits this long for a connection; while the database is down it then answers 503.
-    "timeout": env_int("DB_POOL_TIMEOUT", 5),
+    "timeout": env_int("DB_POOL_TIMEOUT", 10),
 }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -31,6 +31,8 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "docker-compose.yml", tmp_path)
     env = (ROOT / ".env.example").read_text()
     env = env.replace("DJANGO_SECRET_KEY=\n", "DJANGO_SECRET_KEY=s3cret\n")
+    env = env.replace("MEMORY_ENCRYPTION_KEYS=\n", "MEMORY_ENCRYPTION_KEYS=a-fernet-key\n")
+    env = env.replace("MEMORY_BLIND_INDEX_KEY=\n", "MEMORY_BLIND_INDEX_KEY=a-long-random-string\n")
     (tmp_path / ".env").write_text(env.replace("FLOWER_BASIC_AUTH=\n", "FLOWER_BASIC_AUTH=ops:pw\n"))
     return tmp_path
 
