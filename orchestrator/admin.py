@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from orchestrator.models import Plan, PlanEvent, Step, UserBudget
 
@@ -32,10 +32,18 @@ class StepInline(ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
     show_change_link = True
 
 
-class EventInline(ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
-    model = PlanEvent
-    fields = readonly_fields = ("id", "created_at", "type", "step_key", "data", "actor")
-    extra = 0
+# A plan of thousands of steps has tens of thousands of events: its page shows the newest few and links to
+# the full, paginated list (an inline would render them all).
+EVENTS_SHOWN = 50
+
+
+@admin.register(PlanEvent)
+class PlanEventAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "plan", "created_at", "type", "step_key", "actor"]
+    list_filter = ["type"]
+    search_fields = ["=plan__id", "step_key", "type"]
+    list_select_related = ["plan", "actor"]
+    show_full_result_count = False
 
 
 @admin.register(Plan)
@@ -45,8 +53,19 @@ class PlanAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["status", "template"]
     search_fields = ["request", "id"]
     date_hierarchy = "created_at"
-    inlines = [StepInline, EventInline]
+    inlines = [StepInline]
+    readonly_fields = ["recent_events"]
     list_select_related = ["owner"]
+
+    @admin.display(description=f"newest {EVENTS_SHOWN} events")
+    def recent_events(self, plan: Plan) -> str:
+        events = PlanEvent.objects.filter(plan=plan).select_related("actor").order_by("-id")[:EVENTS_SHOWN]
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                                ((e.id, e.created_at.strftime("%H:%M:%S.%f")[:-3], e.type, e.step_key or "",
+                                  e.actor or "") for e in events))
+        return format_html('<table><tr><th>id</th><th>time</th><th>type</th><th>step</th><th>by</th></tr>{}</table>'
+                           '<p><a href="/admin/orchestrator/planevent/?plan__id__exact={}">every event of this plan</a>'
+                           '</p>', rows, plan.id)
 
     @admin.display(description="request")
     def request_short(self, plan: Plan) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from rest_framework.authtoken.models import Token
 
 from config import services as embedded
@@ -43,7 +43,12 @@ def wait_until(condition: Any, what: str, timeout: float = 60, every: float = 0.
 
 
 def all_ended(plans: list[Plan]) -> bool:
-    return Plan.objects.filter(id__in=[p.id for p in plans]).exclude(status__in=PLAN_TERMINAL).count() == 0
+    """Have the plans all ended? (False while this process's pool is still reconnecting after the outage.)"""
+    try:
+        return Plan.objects.filter(id__in=[p.id for p in plans]).exclude(status__in=PLAN_TERMINAL).count() == 0
+    except OperationalError:
+        connection.close()
+        return False
 
 
 def reconcile_quietly() -> None:

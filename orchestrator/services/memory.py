@@ -81,9 +81,12 @@ def step_finished(claimed: ClaimedStep) -> None:
         if row is None:
             return
         owner = memory.Owner(user_id=row["plan__owner_id"])
-        memory.step_remember(owner=owner, plan_id=claimed.plan_id, step_input=claimed.input,
-                             outcome=memory.StepOutcome(claimed.key, claimed.agent, row["status"], row["output"],
-                                                        row["error_message"]))
+        # A memory step's output is memory itself (what it searched, wrote or read): remembering it again
+        # would learn back what was recalled, and move a fact's source to the step that merely found it.
+        if agent_get(claimed.agent).kind != "memory":
+            memory.step_remember(owner=owner, plan_id=claimed.plan_id, step_input=claimed.input,
+                                 outcome=memory.StepOutcome(claimed.key, claimed.agent, row["status"], row["output"],
+                                                            row["error_message"]))
         if row["plan__status"] in PLAN_TERMINAL:
             plan_finished(plan_id=claimed.plan_id)
     except DomainError as exc:

@@ -59,4 +59,6 @@ def test_orchestrate_says_which_provider_answers(user: Any, capsys: pytest.Captu
 
     out = capsys.readouterr().out
     assert f"Plan {TRICKY}" in out.splitlines()[0]
-    assert "offline (no LLM key set: canned answers, no model is called) for query_analyst," in out
+    said = next(line for line in out.splitlines() if line.startswith("llm agents:"))
+    assert "offline (no LLM key set: canned answers, no model is called) for " in said
+    assert "query_analyst" in said and "synthesis_agent" in said
