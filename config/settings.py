@@ -254,3 +254,20 @@ LOGGING = {
     },
 }
 AGENT_RETRY_ATTEMPTS = env_int("AGENT_RETRY_ATTEMPTS", 3)
+
+# --- REST API for integrators (issue 11): the edge, errors, docs -----------------------------------------
+# Bounds of every API request (common/edge.py): a body's bytes, JSON nesting, a page's size.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576)
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 200)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+MIDDLEWARE.insert(0, "common.middleware.ApiEdgeMiddleware")  # outermost: JSON errors for whatever answers
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["common.edge.StrictJSONParser"]
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "common.pagination.BoundedLimitOffsetPagination"
+REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"
+INSTALLED_APPS.append("drf_spectacular_sidecar")  # Swagger UI served from the package, not a CDN
+SPECTACULAR_SETTINGS["SWAGGER_UI_DIST"] = "SIDECAR"
+SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
+SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
+    "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"]

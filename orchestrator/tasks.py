@@ -17,6 +17,7 @@ from django.db import connection
 from agents.api import AgentCall, AgentError, agent_run
 from agents.errors import TransientAgentError
 from agents.streaming import ChunkBuffer
+from common.edge import storable
 from orchestrator import services
 from orchestrator.queues import Queue
 
@@ -39,7 +40,7 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
     connection.close()
 
     def record_output(text: str) -> None:
-        services.step_output_chunk(step_id=claimed.id, attempt=attempt, text=text)
+        services.step_output_chunk(step_id=claimed.id, attempt=attempt, text=storable(text))  # issue 11
         connection.close()
 
     output = ChunkBuffer(record_output)  # streamed text -> a few step.output events a second
@@ -56,18 +57,21 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
         result = agent_run(name=claimed.agent, call=call, on_retry=on_retry)
         output.close()
     except AgentError as exc:
-        services.step_fail(step_id=claimed.id, attempt=attempt, code=exc.code, message=exc.message)
+        services.step_fail(step_id=claimed.id, attempt=attempt, code=exc.code,
+                           message=storable(exc.message))  # issue 11
         return
     except Exception as exc:  # the agent boundary: a crash in agent code fails the step, visibly
         log.exception("orchestrator.step.agent_crashed", extra={"step_id": step_id, "attempt": attempt})
         services.step_fail(step_id=claimed.id, attempt=attempt, code="agent.crashed",
-                           message=f"{type(exc).__name__}: {exc}")
+                           message=storable(f"{type(exc).__name__}: {exc}"))  # issue 11
         return
     usage = result.usage.as_dict() if result.usage is not None else {}
     if result.agent != claimed.agent:
         usage["agent"] = result.agent  # its fallback answered
     try:
-        services.step_succeed(step_id=claimed.id, attempt=attempt, output=result.output, usage=usage or None)
+        # issue 11: Postgres cannot hold U+0000 or lone surrogates: escaped, so the output is stored as received.
+        services.step_succeed(step_id=claimed.id, attempt=attempt, output=storable(result.output),
+                              usage=usage or None)
     except TypeError as exc:
         services.step_fail(step_id=claimed.id, attempt=attempt, code="agent.bad_output",
                            message=f"the agent's output is not JSON: {exc}")
