@@ -271,3 +271,4 @@ SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
 SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
     "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"]
+STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per user, across web processes

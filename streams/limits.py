@@ -85,4 +85,7 @@ def holding_slot(response: HttpResponseBase, user_id: object, slot: str) -> Http
             _release(user_id, slot)
 
     response.streaming_content = held()
+    # Django closes the response when the client goes away (ASGI disconnect) even though the generator above
+    # may only be finalised later: free the slot then.
+    response._resource_closers.append(lambda: _release(user_id, slot))  # type: ignore[attr-defined]
     return response

@@ -4,7 +4,8 @@ One threaded HTTP server on a free loopback port serves:
 
 * ``POST /agent``: an HTTP agent. Body ``input`` may hold ``gate`` (a name: the call waits until the test
   opens that gate, see :meth:`FakeServer.open_gate`), ``sleep`` (seconds), ``status`` (an HTTP status
-  to answer with) and ``unstorable`` (answer with U+0000 and a lone surrogate, which Postgres cannot hold). Each call is counted under its Idempotency-Key header (``GET /calls/<key>``).
+  to answer with) and ``unstorable`` (answer with U+0000 and a lone surrogate, which Postgres cannot hold).
+  Each call is counted under its Idempotency-Key header (``GET /calls/<key>``).
 * ``POST /v1/chat/completions``: an OpenAI-compatible chat API. The planner's answer is chosen by a
   ``scenario:NAME`` word in the request text (see PLANS); other prompts get a plain text answer.
 """

@@ -46,7 +46,8 @@ def test_a_36_character_id_that_is_not_a_uuid_is_a_json_404(user: Any, path: str
 @pytest.mark.parametrize("raw", ['{"request": "a\\u0000b", "template": "research"}',
                                  '{"request": "a\\ud800b", "template": "research"}',
                                  '{"request": "x", "template": "research", "inputs": {"k\\u0000": 1}}',
-                                 '{"request": "x", "steps": [{"key": "a", "agent": "held", "input": {"v": "\\udfff"}}]}'])
+                                 '{"request": "x", "steps": [{"key": "a", "agent": "held", '
+                                 '"input": {"v": "\\udfff"}}]}'])
 def test_text_postgres_cannot_hold_is_refused_at_the_edge(user: Any, raw: str) -> None:
     response = _post_raw(user, "/api/plans/", raw)
 
