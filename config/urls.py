@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from agents.views import AgentViewSet
 from approvals.views import ApprovalViewSet, workflow_approve
 from orchestrator import guide
+from orchestrator import health as health_views
 from orchestrator.health import health
 from orchestrator.views import PlanViewSet
 
@@ -28,4 +29,6 @@ urlpatterns = [
     # --- issue 11: the guide's endpoints as written ---
     path("orchestrate", guide.orchestrate, name="orchestrate"),
     path("agents", guide.agents_guide, name="agents"),
+    path("health/live", health_views.live, name="health-live"),
+    path("health/ready", health_views.ready, name="health-ready"),
 ]
