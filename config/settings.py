@@ -272,3 +272,23 @@ SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
     "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"]
 STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per user, across web processes
+
+# --- Throttling and login lockout (issue 11) ---------------------------------------------------------------
+# The default cache is Redis, so DRF's throttles count one user's requests across every web process.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                      "KEY_PREFIX": "cache", "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1}}}
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["common.throttling.UserThrottle", "common.throttling.AnonThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "user": env("API_THROTTLE_USER") or "1200/min",
+    "anon": env("API_THROTTLE_ANON") or "60/min",
+}
+# django-axes: AXES_FAILURE_LIMIT wrong passwords for one username lock it out for AXES_COOLOFF_MINUTES
+# (the login form and the admin's); attempts are stored in the database (visible in the admin).
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = env_int("DJANGO_PROXY_COUNT", 0)
