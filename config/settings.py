@@ -266,6 +266,8 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["common.edge.StrictJSONParser"]
 REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "common.pagination.BoundedLimitOffsetPagination"
 REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"
 INSTALLED_APPS.append("drf_spectacular_sidecar")  # Swagger UI served from the package, not a CDN
+INSTALLED_APPS.append("integrations")  # Idempotency-Key records, webhooks
+IDEMPOTENCY_TTL = env_int("IDEMPOTENCY_TTL", 24 * 3600)
 SPECTACULAR_SETTINGS["SWAGGER_UI_DIST"] = "SIDECAR"
 SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
 SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"

@@ -31,6 +31,7 @@ from rest_framework.response import Response
 
 from agents.api import agent_list, agent_status
 from common.api import request_user
+from integrations import idempotency
 from orchestrator import services
 from orchestrator.models import Plan
 from orchestrator.serializers import PlanCreateSerializer
@@ -63,8 +64,10 @@ def _links(plan_id: uuid.UUID, plan_status: str) -> dict[str, str]:
 @extend_schema(request=OrchestrateSerializer, responses={
     201: STARTED, 202: OpenApiResponse(STARTED, description="sync: still running after the timeout"),
     200: OpenApiResponse(FINISHED, description="sync: the plan ended within the timeout; streaming: "
-                                               "text/event-stream with the guide's event names")})
+                                               "text/event-stream with the guide's event names")},
+               parameters=[idempotency.PARAMETER])
 @api_view(["POST"])
+@idempotency.idempotent
 def orchestrate_start(request: Request) -> Response:
     """The guide's ``POST /orchestrate``: start a plan (the body of ``POST /api/plans/``), then answer by
     ``mode``: ``async`` 201 at once; ``sync`` waits up to ``timeout`` s (200 with the result, else 202);

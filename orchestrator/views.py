@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from common.api import UUID_PATTERN, request_user
+from integrations import idempotency
 from orchestrator import selectors, services
 from orchestrator.models import Plan
 from orchestrator.serializers import PlanCreateSerializer, PlanDetailSerializer, PlanSerializer
@@ -42,7 +43,9 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_object(self) -> Plan:
         return selectors.plan_get(user=request_user(self.request), plan_id=self.kwargs["pk"])
 
-    @extend_schema(request=PlanCreateSerializer, responses={201: PlanDetailSerializer})
+    @extend_schema(request=PlanCreateSerializer, responses={201: PlanDetailSerializer},
+                   parameters=[idempotency.PARAMETER])
+    @idempotency.idempotent
     def create(self, request: Request) -> Response:
         body = PlanCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
