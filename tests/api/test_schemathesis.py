@@ -23,7 +23,7 @@ from tests.conftest import api_client
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
-MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "10"))  # deeper: SCHEMATHESIS_MAX_EXAMPLES=100
 
 
 @pytest.fixture
