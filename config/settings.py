@@ -271,6 +271,12 @@ IDEMPOTENCY_TTL = env_int("IDEMPOTENCY_TTL", 24 * 3600)
 SPECTACULAR_SETTINGS["SWAGGER_UI_DIST"] = "SIDECAR"
 SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
 SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {  # type: ignore[assignment]
+    "PlanStatusEnum": "orchestrator.states.PlanStatus",
+    "ApprovalStatusEnum": ["pending", "approved", "rejected", "failed", "cancelled"],
+    "AgentHealthEnum": ["healthy", "degraded", "unavailable"],
+    "OrchestrateModeEnum": ["async", "sync", "streaming"],
+}
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
     "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"]
 STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per user, across web processes
@@ -294,3 +300,43 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_IPWARE_PROXY_COUNT = env_int("DJANGO_PROXY_COUNT", 0)
+# axes.W006 asks for the client address among the lockout parameters, so that rotating cookies or user
+# agents cannot dodge a lock. Ours locks the username itself, whatever the address: stricter against password
+# guessing spread over many addresses (the price: someone can lock a known username for the cool-off).
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
+# --- Deployment hardening (issue 11) -------------------------------------------------------------------------
+# On by default in a deployment (DATABASE_URL set), off on a laptop; each can be set from the environment.
+# Behind a TLS-terminating proxy set DJANGO_BEHIND_PROXY=1 (trusts X-Forwarded-Proto: only if the proxy
+# always sets it). /health* stays reachable over plain HTTP for probes.
+_deployed = not EMBEDDED
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", _deployed)
+SECURE_REDIRECT_EXEMPT = [r"^health"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if _deployed else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", _deployed)  # a commitment: DJANGO_HSTS_PRELOAD=0 to opt out
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", _deployed)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+if env_bool("DJANGO_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Django's own Content-Security-Policy (6.0+): pages load scripts only from here (no inline script; the
+# Swagger UI is the split view, its init script a file); inline styles stay allowed for the admin.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "django.middleware.csp.ContentSecurityPolicyMiddleware")
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+# Error reports (the DEBUG page, mail to admins) hide connection URLs and anything holding a password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "common.reporting.ConnectionHidingFilter"

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
@@ -21,8 +21,9 @@ urlpatterns = [
     path("health", health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The docs page is a static shell (issue 11): no authentication, so a bad token cannot break it.
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[],
-                                                     permission_classes=[AllowAny]), name="api-docs"),
+    # The split view serves its init script as a file, so the Content-Security-Policy needs no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema", authentication_classes=[],
+                                                          permission_classes=[AllowAny]), name="api-docs"),
     path("", include("streams.urls")),  # live progress: SSE, snapshot, /plans/{id}/, login
     path("api/", include(router.urls)),
     path("workflow/<uuid:workflow_id>/approve", workflow_approve, name="workflow-approve"),
