@@ -200,3 +200,27 @@ def guarded_client(policy: EgressPolicy, *, timeout: float, headers: dict[str, s
     return httpx.Client(transport=GuardedTransport(policy, verify=ssl_context()), timeout=timeout,
                         headers=headers, follow_redirects=True, max_redirects=max_redirects)
 
+
+def webhook_policy(url: str) -> EgressPolicy:
+    """The guard for a webhook (an integrator's endpoint, an approval escalation): any public host, on the
+    URL's own origin; private and loopback networks only if listed in settings.WEBHOOK_PRIVATE_NETWORKS;
+    never link-local (cloud metadata) unless listed. Raises EgressRefused for a URL that is not http(s)."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise EgressRefused(f"a webhook must be an http(s) URL, not {url[:100]!r}")
+    try:
+        networks = tuple(ipaddress.ip_network(n, strict=False)
+                         for n in getattr(settings, "WEBHOOK_PRIVATE_NETWORKS", []))
+    except ValueError as exc:
+        raise EgressRefused(f"bad network in WEBHOOK_PRIVATE_NETWORKS: {exc}") from exc
+    host = parsed.host.lower()
+    return EgressPolicy(frozenset({host}), networks, False,
+                        (parsed.scheme, host, parsed.port or _default_port(parsed.scheme)))
+
+
+def webhook_check(url: str) -> None:
+    """Refuse (EgressRefused) a webhook URL whose host resolves to an address the guard would not reach."""
+    policy = webhook_policy(url)
+    parsed = httpx.URL(url)
+    checked_address(policy, parsed.host, parsed.port or _default_port(parsed.scheme))
+

@@ -24,6 +24,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from agents.egress import guarded_client, webhook_policy
+from agents.errors import EgressRefused
 from approvals.models import Approval, ApprovalStatus, OnTimeout, Vote
 from approvals.policies import Requirement
 from common.errors import Conflict, DomainError, NotFound
@@ -249,9 +251,10 @@ def _notify(approval: Approval, recipients: list[str]) -> None:
         payload = {"type": "approval.escalated", "approval_id": str(approval.id), "plan_id": str(approval.plan_id),
                    "step": approval.step_key, "agent": approval.agent, "deadline": str(approval.deadline),
                    "admin_url": admin_url(approval.id)}
-        try:
-            httpx.post(approval.escalate_webhook, json=payload, timeout=5).raise_for_status()
-        except httpx.HTTPError as exc:
+        try:  # through the SSRF guard like every outbound call (issue 11)
+            with guarded_client(webhook_policy(approval.escalate_webhook), timeout=5, max_redirects=0) as client:
+                client.post(approval.escalate_webhook, json=payload).raise_for_status()
+        except (httpx.HTTPError, EgressRefused) as exc:
             log.warning("approvals.escalation.webhook_failed", extra={"approval_id": str(approval.id),
                                                                       "error": repr(exc)})
 

@@ -340,3 +340,11 @@ SECURE_CSP = {
 }
 # Error reports (the DEBUG page, mail to admins) hide connection URLs and anything holding a password.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "common.reporting.ConnectionHidingFilter"
+
+# --- Webhooks (issue 11) -----------------------------------------------------------------------------------
+# Webhooks (integrators' endpoints, approval escalations) go to public addresses only, through the SSRF
+# guard; list private networks they may reach here (CIDRs), e.g. an internal receiver.
+WEBHOOK_PRIVATE_NETWORKS = [n.strip() for n in (env("WEBHOOK_PRIVATE_NETWORKS") or "").split(",") if n.strip()]
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 5)
+CELERY_TASK_ROUTES["integrations.webhook_deliver"] = {"queue": "agents"}  # I/O: the threads pool

@@ -221,7 +221,8 @@ def test_two_racing_decisions_give_one_outcome(user: Any, approver: Any, django_
 
 
 def test_escalation_emails_the_group_and_calls_the_webhook(user: Any, fake_server: FakeServer,
-                                                           django_user_model: Any) -> None:
+                                                           django_user_model: Any, settings: Any) -> None:
+    settings.WEBHOOK_PRIVATE_NETWORKS = ["127.0.0.1/32"]  # the fake receiver is on loopback
     group = Group.objects.create(name="escalation")
     make_approver(django_user_model, "boss").groups.add(group)
     ApprovalPolicy.objects.create(name="escalating", step_key="gated", timeout_seconds=3600,
@@ -238,6 +239,20 @@ def test_escalation_emails_the_group_and_calls_the_webhook(user: Any, fake_serve
     assert "gated" in mail.outbox[0].subject
     assert fake_server.webhooks[-1]["approval_id"] == str(waiting_approval(plan).id)
     assert PlanEvent.objects.filter(plan=plan, type="approval.escalated").count() == 1
+
+
+def test_an_escalation_webhook_to_loopback_or_metadata_is_refused_by_the_ssrf_guard(
+        user: Any, fake_server: FakeServer, django_user_model: Any) -> None:
+    before = len(fake_server.webhooks)
+    ApprovalPolicy.objects.create(name="escalating", step_key="gated", timeout_seconds=3600,
+                                  escalate_after_seconds=600, escalate_webhook=f"{fake_server.url}/webhook")
+    plan = gated_plan(user)
+    finish(step(plan, "a"))
+
+    counts = approvals.approvals_expire(now=timezone.now() + timedelta(seconds=601))
+
+    assert counts["escalated"] == 1  # escalated (and recorded), but nothing was sent to loopback
+    assert len(fake_server.webhooks) == before
 
 
 def test_cancelling_a_plan_closes_its_pending_approval(user: Any) -> None:
