@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from agents.views import AgentViewSet
 from approvals.views import ApprovalViewSet, workflow_approve
+from integrations.views import WebhookViewSet
 from orchestrator import guide
 from orchestrator import health as health_views
 from orchestrator.health import health
@@ -15,6 +16,7 @@ router = DefaultRouter()
 router.register("plans", PlanViewSet, basename="plan")
 router.register("agents", AgentViewSet, basename="agent")
 router.register("approvals", ApprovalViewSet, basename="approval")
+router.register("webhooks", WebhookViewSet, basename="webhook")  # issue 11
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -7,3 +7,9 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from integrations import webhooks
+        from orchestrator import events
+
+        events.on_recorded(webhooks.events_recorded)

@@ -122,6 +122,17 @@ def publish_on_commit(events: Iterable[PlanEvent]) -> None:
     stored = list(events)
     if stored:
         transaction.on_commit(lambda: _publish(stored), robust=True)
+        for hook in _RECORDED_HOOKS:  # issue 11: webhooks (integrations), after commit, never raising
+            transaction.on_commit(lambda hook=hook: hook(stored), robust=True)  # type: ignore[misc]
+
+
+# Callbacks given the freshly committed events of a transaction (registered in an AppConfig.ready()).
+_RECORDED_HOOKS: list[Callable[[list[PlanEvent]], None]] = []
+
+
+def on_recorded(hook: Callable[[list[PlanEvent]], None]) -> None:
+    if hook not in _RECORDED_HOOKS:
+        _RECORDED_HOOKS.append(hook)
 
 
 def _publish(events: list[PlanEvent]) -> None:
