@@ -267,6 +267,8 @@ REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "common.pagination.BoundedLimitOffs
 REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"
 INSTALLED_APPS.append("drf_spectacular_sidecar")  # Swagger UI served from the package, not a CDN
 INSTALLED_APPS.append("integrations")  # Idempotency-Key records, webhooks
+INSTALLED_APPS.append("audit")  # the append-only audit trail
+MIDDLEWARE.append("audit.middleware.AuditMiddleware")
 IDEMPOTENCY_TTL = env_int("IDEMPOTENCY_TTL", 24 * 3600)
 SPECTACULAR_SETTINGS["SWAGGER_UI_DIST"] = "SIDECAR"
 SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
