@@ -20,7 +20,8 @@ DEPLOYMENT = {"DATABASE_URL": "postgres://orch:db-sekrit@db.internal:5432/orch",
 
 
 def _deployed(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ORCH_EMBEDDED", "DJANGO_DEBUG")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ORCH_EMBEDDED", "DJANGO_DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")}  # the browser tests set it
     return subprocess.run([sys.executable, *args], cwd=ROOT, env={**env, **DEPLOYMENT}, capture_output=True,
                           text=True, timeout=120)
 
