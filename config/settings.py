@@ -350,3 +350,25 @@ WEBHOOK_PRIVATE_NETWORKS = [n.strip() for n in (env("WEBHOOK_PRIVATE_NETWORKS") 
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 5)
 CELERY_TASK_ROUTES["integrations.webhook_deliver"] = {"queue": "agents"}  # I/O: the threads pool
+
+# --- OAuth 2.0 client credentials (issue 11) -----------------------------------------------------------------
+# django-oauth-toolkit: POST /o/token/ (grant_type=client_credentials, HTTP Basic with the application's id
+# and secret) gives a bearer token with scopes (common/scopes.py); the application's user is who acts.
+INSTALLED_APPS.append("oauth2_provider")
+OAUTH2_PROVIDER = {
+    "SCOPES": {"plans:read": "Read plans, events, agents, approvals and webhooks",
+               "plans:write": "Create and cancel plans; register webhooks",
+               "approvals:decide": "Approve or reject waiting steps",
+               "memory": "Read and write the memory store"},
+    "DEFAULT_SCOPES": ["plans:read"],
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("OAUTH_TOKEN_SECONDS", 3600),
+    # The OAuth 2.0 Security BCP (RFC 9700) behaviours, all on (django-oauth-toolkit's W001-W010).
+    **{f"COMPLIANT_BCP_RFC9700_{name}": True for name in (
+        "IMPLICIT_GRANT", "PASSWORD_GRANT", "PKCE_METHOD", "ACCESS_TOKEN_TRANSPORT", "AUTHZ_RESPONSE_ISS",
+        "TOKEN_STORAGE", "REFRESH_TOKEN", "REDIRECT_URI_SCHEME", "REDIRECT_URI_MATCHING", "PKCE_REQUIRED")},
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+}
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].insert(  # type: ignore[attr-defined]
+    1, "common.scopes.OAuth2ClientAuthentication")  # after Token: a 401 still says "Token"
+REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"].append("common.scopes.OAuthScopes")  # type: ignore[attr-defined]

@@ -36,4 +36,5 @@ urlpatterns = [
     path("agents", guide.agents_guide, name="agents"),
     path("health/live", health_views.live, name="health-live"),
     path("health/ready", health_views.ready, name="health-ready"),
+    path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),  # OAuth 2.0: /o/token/
 ]
