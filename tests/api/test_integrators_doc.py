@@ -9,6 +9,7 @@ import subprocess
 from typing import Any
 
 import pytest
+from oauth2_provider.models import Application
 from rest_framework.authtoken.models import Token
 
 from integrations import webhooks
@@ -22,8 +23,12 @@ BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 def test_every_example_of_the_integrator_guide_runs(asgi_server: str, user: Any) -> None:
     token = Token.objects.create(user=user).key
     blocks = BLOCK.findall((ROOT / "docs" / "integrators.md").read_text())
-    assert [kind for kind, _ in blocks].count("sh") >= 2 and [k for k, _ in blocks].count("python") >= 4
-    namespace: dict[str, Any] = {"BASE": asgi_server, "TOKEN": token}
+    assert [kind for kind, _ in blocks].count("sh") >= 2 and [k for k, _ in blocks].count("python") >= 5
+    app = Application.objects.create(user=user, name="doc", client_type=Application.CLIENT_CONFIDENTIAL,
+                                     authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+                                     client_secret="doc-client-secret")
+    namespace: dict[str, Any] = {"BASE": asgi_server, "TOKEN": token, "CLIENT_ID": app.client_id,
+                                 "CLIENT_SECRET": "doc-client-secret"}
 
     for kind, code in blocks:
         if kind == "sh":
