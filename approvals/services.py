@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
@@ -27,6 +26,8 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from agents.egress import guarded_client, webhook_policy
+from agents.errors import EgressRefused
 from approvals.models import Approval, ApprovalStatus, OnTimeout, Vote
 from approvals.policies import Requirement
 from common.errors import Conflict, DomainError, NotFound
@@ -291,7 +292,16 @@ def escalation_webhook_send(*, approval_id: uuid.UUID) -> None:
     payload = {"type": "approval.escalated", "approval_id": str(approval.id), "plan_id": str(approval.plan_id),
                "step": approval.step_key, "agent": approval.agent, "deadline": str(approval.deadline),
                "admin_url": admin_url(approval.id)}
-    httpx.post(approval.escalate_webhook, json=payload, timeout=5).raise_for_status()
+    # Through the SSRF guard like every outbound call: public addresses only (or WEBHOOK_PRIVATE_NETWORKS),
+    # no redirects. A refused address is not retried: it is logged and the notice dropped.
+    try:
+        with guarded_client(webhook_policy(approval.escalate_webhook), timeout=5, max_redirects=0) as client:
+            client.post(approval.escalate_webhook, json=payload).raise_for_status()
+    except EgressRefused as exc:  # never retried: the address is not allowed
+        Approval.objects.filter(id=approval_id).update(escalation_webhook_pending=False)
+        log.warning("approvals.escalation.webhook_refused", extra={"approval_id": str(approval_id),
+                                                                    "error": exc.message})
+        return
     Approval.objects.filter(id=approval_id).update(escalation_webhook_pending=False)
     log.info("approvals.escalation.webhook_sent", extra={"approval_id": str(approval_id)})
 

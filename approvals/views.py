@@ -12,14 +12,14 @@ from rest_framework.response import Response
 
 from approvals import api as approvals
 from approvals.serializers import ApprovalSerializer, DecisionSerializer, WorkflowDecisionSerializer
-from common.api import request_user
+from common.api import UUID_PATTERN, request_user
 from common.errors import DomainError, NotFound
 
 
 class ApprovalViewSet(viewsets.ViewSet):
     """Approvals you may see: approvers (the "decide approval" permission) see all, others their own plans'."""
 
-    lookup_value_regex = "[0-9a-f-]{36}"
+    lookup_value_regex = UUID_PATTERN
 
     @extend_schema(parameters=[OpenApiParameter("status", str, enum=["pending", "approved", "rejected",
                                                                      "failed", "cancelled"]),

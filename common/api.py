@@ -5,17 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from common.errors import DomainError
-from common.middleware import DATABASE_DOWN, RETRY_AFTER_SECONDS
+from common.unavailable import DATABASE_DOWN, RETRY_AFTER_SECONDS
 
 
 def error_response(code: str, message: str, http_status: int, **extra: Any) -> Response:
     return Response({"error": {"code": code, "message": message, **extra}}, status=http_status)
+
+
+# A real UUID, for routers' lookup_value_regex: a 36-character id that is not one is a 404 at the URL
+# (Django's UUIDField raises ValidationError, not ValueError, on a malformed id).
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+# Headers DRF puts on an error response that the envelope keeps (401's challenge, 429's wait, 405's methods).
+_KEPT_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -26,15 +35,23 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return unavailable
     if isinstance(exc, DomainError):
         return error_response(exc.code, exc.message, exc.http_status)
+    if isinstance(exc, DjangoValidationError):  # a model field's own check (a malformed UUID, say)
+        return error_response("invalid", "; ".join(exc.messages), status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        return error_response("invalid", "The request body is not valid.", status.HTTP_400_BAD_REQUEST,
-                              fields=exc.detail)
-    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
-    return error_response(str(code) if isinstance(code, str) else "error", str(detail), response.status_code)
+        replaced = error_response("invalid", "The request body is not valid.", status.HTTP_400_BAD_REQUEST,
+                                  fields=exc.detail)
+    else:
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+        replaced = error_response(str(code) if isinstance(code, str) else "error", str(detail),
+                                  response.status_code)
+    for header in _KEPT_HEADERS:
+        if header in response:
+            replaced[header] = response[header]
+    return replaced
 
 
 def request_user(request: Request) -> User:

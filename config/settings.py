@@ -81,7 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "common.middleware.DatabaseUnavailableMiddleware",
+    "common.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -368,3 +368,118 @@ if env("STATIC_ROOT"):
 if env_bool("DB_PGBOUNCER", False):
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
+
+# --- REST API for integrators (issue 11): the edge, errors, docs -----------------------------------------
+# Bounds of every API request (common/edge.py): a body's bytes, JSON nesting, a page's size.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576)
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 200)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+MIDDLEWARE.insert(0, "common.middleware.ApiEdgeMiddleware")  # outermost: JSON errors for whatever answers
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["common.edge.StrictJSONParser"]
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "common.pagination.BoundedLimitOffsetPagination"
+REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"
+INSTALLED_APPS.append("integrations")  # Idempotency-Key records, webhooks
+INSTALLED_APPS.append("audit")  # the append-only audit trail
+MIDDLEWARE.append("audit.middleware.AuditMiddleware")
+IDEMPOTENCY_TTL = env_int("IDEMPOTENCY_TTL", 24 * 3600)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {  # type: ignore[assignment]
+    "PlanStatusEnum": "orchestrator.states.PlanStatus",
+    "ApprovalStatusEnum": ["pending", "approved", "rejected", "failed", "cancelled"],
+    "AgentHealthEnum": ["healthy", "degraded", "unavailable"],
+    "OrchestrateModeEnum": ["async", "sync", "streaming"],
+}
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
+    "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"]
+STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per user, across web processes
+
+# --- Throttling and login lockout (issue 11) ---------------------------------------------------------------
+# The default cache is Redis, so DRF's throttles count one user's requests across every web process.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                      "KEY_PREFIX": "cache", "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1,
+                                                          "retry": Retry(NoBackoff(), 0)}}}
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["common.throttling.UserThrottle", "common.throttling.AnonThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "user": env("API_THROTTLE_USER") or "1200/min",
+    "anon": env("API_THROTTLE_ANON") or "60/min",
+}
+# django-axes: AXES_FAILURE_LIMIT wrong passwords for one username lock it out for AXES_COOLOFF_MINUTES
+# (the login form and the admin's); attempts are stored in the database (visible in the admin).
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = env_int("DJANGO_PROXY_COUNT", 0)
+# axes.W006 asks for the client address among the lockout parameters, so that rotating cookies or user
+# agents cannot dodge a lock. Ours locks the username itself, whatever the address: stricter against password
+# guessing spread over many addresses (the price: someone can lock a known username for the cool-off).
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
+# --- Deployment hardening (issue 11) -------------------------------------------------------------------------
+# On by default in a deployment (DATABASE_URL set), off on a laptop; each can be set from the environment.
+# Behind a TLS-terminating proxy set DJANGO_BEHIND_PROXY=1 (trusts X-Forwarded-Proto: only if the proxy
+# always sets it). /health* stays reachable over plain HTTP for probes.
+_deployed = not EMBEDDED
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", _deployed)
+SECURE_REDIRECT_EXEMPT = [r"^health"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if _deployed else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", _deployed)  # a commitment: DJANGO_HSTS_PRELOAD=0 to opt out
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", _deployed)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+if env_bool("DJANGO_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Django's own Content-Security-Policy (6.0+): pages load scripts only from here (no inline script; the
+# Swagger UI is the split view, its init script a file); inline styles stay allowed for the admin.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "django.middleware.csp.ContentSecurityPolicyMiddleware")
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+# Error reports (the DEBUG page, mail to admins) hide connection URLs and anything holding a password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "common.reporting.ConnectionHidingFilter"
+
+# --- Webhooks (issue 11) -----------------------------------------------------------------------------------
+# Webhooks (integrators' endpoints, approval escalations) go to public addresses only, through the SSRF
+# guard; list private networks they may reach here (CIDRs), e.g. an internal receiver.
+WEBHOOK_PRIVATE_NETWORKS = [n.strip() for n in (env("WEBHOOK_PRIVATE_NETWORKS") or "").split(",") if n.strip()]
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 5)
+CELERY_TASK_ROUTES["integrations.webhook_deliver"] = {"queue": "agents"}  # I/O: the threads pool
+
+# --- OAuth 2.0 client credentials (issue 11) -----------------------------------------------------------------
+# django-oauth-toolkit: POST /o/token/ (grant_type=client_credentials, HTTP Basic with the application's id
+# and secret) gives a bearer token with scopes (common/scopes.py); the application's user is who acts.
+INSTALLED_APPS.append("oauth2_provider")
+OAUTH2_PROVIDER = {
+    "SCOPES": {"plans:read": "Read plans, events, agents, approvals and webhooks",
+               "plans:write": "Create and cancel plans; register webhooks",
+               "approvals:decide": "Approve or reject waiting steps",
+               "memory": "Read and write the memory store"},
+    "DEFAULT_SCOPES": ["plans:read"],
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("OAUTH_TOKEN_SECONDS", 3600),
+    # The OAuth 2.0 Security BCP (RFC 9700) behaviours, all on (django-oauth-toolkit's W001-W010).
+    **{f"COMPLIANT_BCP_RFC9700_{name}": True for name in (
+        "IMPLICIT_GRANT", "PASSWORD_GRANT", "PKCE_METHOD", "ACCESS_TOKEN_TRANSPORT", "AUTHZ_RESPONSE_ISS",
+        "TOKEN_STORAGE", "REFRESH_TOKEN", "REDIRECT_URI_SCHEME", "REDIRECT_URI_MATCHING", "PKCE_REQUIRED")},
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+}
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].insert(  # type: ignore[attr-defined]
+    1, "common.scopes.OAuth2ClientAuthentication")  # after Token: a 401 still says "Token"
+REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"].append("common.scopes.OAuthScopes")  # type: ignore[attr-defined]

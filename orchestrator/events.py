@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -116,6 +116,17 @@ def publish_on_commit(events: Iterable[PlanEvent]) -> None:
     stored = list(events)
     if stored:
         transaction.on_commit(lambda: _publish(stored), robust=True)
+        for hook in _RECORDED_HOOKS:  # issue 11: webhooks (integrations), after commit, never raising
+            transaction.on_commit(lambda hook=hook: hook(stored), robust=True)  # type: ignore[misc]
+
+
+# Callbacks given the freshly committed events of a transaction (registered in an AppConfig.ready()).
+_RECORDED_HOOKS: list[Callable[[list[PlanEvent]], None]] = []
+
+
+def on_recorded(hook: Callable[[list[PlanEvent]], None]) -> None:
+    if hook not in _RECORDED_HOOKS:
+        _RECORDED_HOOKS.append(hook)
 
 
 # After a failed publish, this process skips publishing for a few seconds: the events are stored, and a

@@ -57,10 +57,11 @@ class PlanCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     template = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     inputs = serializers.DictField(required=False, default=dict)
     steps = StepsField(required=False, max_length=1000)
-    budget_tokens = serializers.IntegerField(required=False, min_value=0,
+    budget_tokens = serializers.IntegerField(required=False, min_value=0, max_value=10**15,
                                              help_text="over it, a step waits for approval to exceed")
     budget_cost = serializers.DecimalField(required=False, max_digits=14, decimal_places=6, min_value=0)
-    cap_tokens = serializers.IntegerField(required=False, min_value=0, help_text="a hard cap: never passed")
+    cap_tokens = serializers.IntegerField(required=False, min_value=0, max_value=10**15,
+                                          help_text="a hard cap: never passed")
     cap_cost = serializers.DecimalField(required=False, max_digits=14, decimal_places=6, min_value=0)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,12 @@ from typing import Any
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework.decorators import action, api_view
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api import request_user
+from common.api import UUID_PATTERN, request_user
+from integrations import idempotency
 from orchestrator import selectors, services
 from orchestrator.models import Plan
 from orchestrator.serializers import PlanCreateSerializer, PlanDetailSerializer, PlanSerializer
@@ -27,7 +28,7 @@ def _create(request: Request, data: dict[str, Any]) -> Plan:
 class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """Plans: create one from a template, from explicit steps, or from free text (the LLM planner)."""
 
-    lookup_value_regex = "[0-9a-f-]{36}"
+    lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         plans = selectors.plans_visible(user=request_user(self.request))
@@ -42,7 +43,9 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_object(self) -> Plan:
         return selectors.plan_get(user=request_user(self.request), plan_id=self.kwargs["pk"])
 
-    @extend_schema(request=PlanCreateSerializer, responses={201: PlanDetailSerializer})
+    @extend_schema(request=PlanCreateSerializer, responses={201: PlanDetailSerializer},
+                   parameters=[idempotency.PARAMETER])
+    @idempotency.idempotent
     def create(self, request: Request) -> Response:
         body = PlanCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -57,16 +60,3 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         with transaction.atomic():
             plan = services.plan_cancel(plan_id=plan.id, actor=request_user(request))
         return Response(PlanSerializer(plan).data)
-
-
-@extend_schema(request=PlanCreateSerializer, responses={201: PlanDetailSerializer})
-@api_view(["POST"])
-def orchestrate(request: Request) -> Response:
-    """The guide's ``POST /orchestrate``: start a plan and answer with its id (``session_id``) and where to
-    follow it. The plan runs on the workers; nothing here waits for it."""
-    body = PlanCreateSerializer(data=request.data)
-    body.is_valid(raise_exception=True)
-    plan = _create(request, body.validated_data)
-    return Response({"session_id": str(plan.id), "status": plan.status, "plan_url": f"/api/plans/{plan.id}/",
-                     "stream_url": f"/workflow/{plan.id}/stream", "page_url": f"/plans/{plan.id}/"},
-                    status=status.HTTP_201_CREATED)

@@ -33,6 +33,7 @@ from rest_framework.response import Response
 from common.errors import DomainError, NotFound
 from orchestrator import events, selectors
 from orchestrator.serializers import PlanDetailSerializer
+from streams import guide, limits
 from streams.pages import page_context
 
 log = logging.getLogger("streams")
@@ -71,6 +72,10 @@ def _normalise_last_event_id(request: HttpRequest, plan_id: uuid.UUID) -> str | 
 
 @require_GET
 def plan_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
+    return open_stream(request, plan_id)
+
+
+def open_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
     """GET /api/plans/{id}/events/ (and the guide's /workflow/{id}/stream): the plan's events over SSE.
 
     Resumes after ``Last-Event-ID`` (or ``?lastEventId=``) with exactly the stored events after it; with
@@ -95,8 +100,23 @@ def plan_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
             return _error("stream.bad_last_event_id", problem, 400)
     finally:
         connection.close()  # give the connection back: the response may stay open for hours
+    slot = limits.slot_acquire(request.user.pk)
+    if slot is None:
+        response = _error("stream.too_many", "too many open streams for this user; close one first", 429)
+        response["Retry-After"] = "5"
+        return response
     log.info("streams.stream.opened", extra={"plan_id": str(plan.id), "user_id": request.user.pk})
-    return eventstream_events(request, plan_id=str(plan.id))
+    return limits.holding_slot(eventstream_events(request, plan_id=str(plan.id)), request.user.pk, slot)
+
+
+@require_GET
+def workflow_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
+    """GET /workflow/{id}/stream: the same stream under the guide's event names (streams/guide.py)."""
+    return workflow_stream_response(open_stream(request, plan_id))
+
+
+def workflow_stream_response(response: HttpResponseBase) -> HttpResponseBase:
+    return guide.with_guide_names(response)
 
 
 @extend_schema(responses=inline_serializer("PlanSnapshot", {

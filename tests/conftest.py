@@ -309,3 +309,20 @@ def browser_login(page: Any, base_url: str, user: Any) -> None:
     client.force_login(user)
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
     page.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": base_url}])
+
+
+# --- issue 11: API throttles ----------------------------------------------------------------------------
+def throttle_reset() -> None:
+    """Forget every throttle's history (kept in Redis, shared with the test servers): user ids repeat
+    between tests once the database is emptied, and one test's requests must not throttle the next."""
+    from redis import Redis
+
+    client = Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match="cache:*throttle_*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _throttles_forgotten() -> None:
+    throttle_reset()

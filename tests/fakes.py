@@ -3,8 +3,9 @@
 One threaded HTTP server on a free loopback port serves:
 
 * ``POST /agent``: an HTTP agent. Body ``input`` may hold ``gate`` (a name: the call waits until the test
-  opens that gate, see :meth:`FakeServer.open_gate`), ``sleep`` (seconds) and ``status`` (an HTTP status
-  to answer with). Each call is counted under its Idempotency-Key header (``GET /calls/<key>``).
+  opens that gate, see :meth:`FakeServer.open_gate`), ``sleep`` (seconds), ``status`` (an HTTP status
+  to answer with) and ``unstorable`` (answer with U+0000 and a lone surrogate, which Postgres cannot hold).
+  Each call is counted under its Idempotency-Key header (``GET /calls/<key>``).
 * ``POST /v1/chat/completions``: an OpenAI-compatible chat API. The planner's answer is chosen by a
   ``scenario:NAME`` word in the request text (see PLANS); other prompts get a plain text answer. A
   ``sleep:SECONDS`` word delays the answer, and calls are counted under a ``tag:NAME`` word
@@ -89,8 +90,8 @@ class FakeServer:
                     server.gate(str(step_input["gate"])).wait(timeout=60)
                 time.sleep(float(step_input.get("sleep", 0)))
                 status = int(step_input.get("status", 200))
-                self._json(status, {"answer": f"handled {body.get('step')}", "context": sorted(body["context"]),
-                                    "input": step_input}
+                answer = f"handled {body.get('step')}" + ("\x00 and \ud800" if step_input.get("unstorable") else "")
+                self._json(status, {"answer": answer, "context": sorted(body["context"]), "input": step_input}
                            if status == 200 else {"detail": f"status {status} as asked"})
 
             def _chat(self, body: dict[str, Any]) -> None:

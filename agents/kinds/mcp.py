@@ -27,11 +27,13 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import CallToolResult, TextContent
 
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec
+from agents.egress import EgressPolicy, checked_address
 from agents.errors import (
     AgentConfigError,
     AgentError,
     AgentTimeout,
     AgentToolError,
+    EgressRefused,
     TransientAgentError,
 )
 
@@ -72,12 +74,26 @@ class McpAgent(Agent):
         self.cwd = options.get("cwd")
         self.headers = {str(k): str(v) for k, v in (options.get("headers") or {}).items()}
         self.header_env = {str(k): str(v) for k, v in (options.get("header_env") or {}).items()}
+        self.policy = EgressPolicy.for_agent(spec.name, self.url, options) if self.url else None
+
+    async def _guard(self, request: httpx2.Request) -> None:
+        """The SSRF guard on every request of the MCP session (issue 11): the agent's exact origin only, its
+        host resolving to allowed addresses. Checked before httpx2 connects (its own resolver then connects:
+        unlike http agents, the address is not pinned), and redirects are not followed."""
+        assert self.policy is not None
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if not self.policy.same_origin(url.scheme, url.host, port):
+            raise EgressRefused(f"agent {self.spec.name!r}: MCP request to another origin ({url.host}:{port})")
+        await anyio.to_thread.run_sync(checked_address, self.policy, url.host, port)
 
     def _server(self, timeout: float) -> Any:
         if self.command:
             return StdioServerParameters(command=self.command, args=self.args, env=self.env or None, cwd=self.cwd)
         headers = {**self.headers, **{h: os.environ.get(env, "") for h, env in self.header_env.items()}}
         client = create_mcp_http_client(headers=headers, timeout=httpx2.Timeout(timeout))
+        client.follow_redirects = False
+        client.event_hooks["request"].append(self._guard)
         return streamable_http_client(self.url, http_client=client)
 
     async def _call(self, call: AgentCall) -> CallToolResult:
@@ -91,6 +107,8 @@ class McpAgent(Agent):
             result = _run_async(self._call, call)
         except Exception as exc:  # anyio wraps errors in groups; classify the first real one
             leaf = _leaf(exc)
+            if isinstance(leaf, EgressRefused):
+                raise leaf from exc
             if isinstance(leaf, TimeoutError):
                 raise AgentTimeout(f"agent {name!r}: the MCP call timed out after {call.timeout}s") from exc
             if isinstance(leaf, MCPError):

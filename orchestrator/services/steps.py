@@ -24,7 +24,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from tenacity.stop import stop_base
 
 from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_run
-from common.text import storable
+from common.edge import storable
 from orchestrator import selectors
 from orchestrator.models import Step
 from orchestrator.services import leases, memory

@@ -149,10 +149,12 @@ agents:
     url: {self.mcp_url}
     tool: shout
     timeout: 30
+    allow_private: true  # the SSRF guard applies to MCP over HTTP too
   mcp_failing:
     kind: mcp
     url: {self.mcp_url}
     tool: explode
+    allow_private: true
 """
 
     # --- the HTTP server --------------------------------------------------------------------------

@@ -41,10 +41,14 @@ def test_an_open_breaker_shows_as_unavailable(user: Any) -> None:
     assert agent["breaker"]["state"] == "open" and agent["breaker"]["failures"] == 3
 
 
-def test_the_guides_path_lists_the_same_agents(user: Any) -> None:
+def test_the_guides_path_lists_the_same_agents_in_the_guides_shape(user: Any) -> None:
     client = api_client(user)
 
-    assert client.get("/agents").json() == client.get("/api/agents/").json()
+    guide = client.get("/agents").json()
+    full = client.get("/api/agents/").json()
+
+    assert guide == {"agents": [{"id": a["name"], "capabilities": a["capabilities"], "status": a["health"]}
+                                for a in full]}
 
 
 def test_an_unknown_agent_is_a_404_with_a_code(user: Any) -> None:

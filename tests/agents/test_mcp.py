@@ -9,7 +9,7 @@ import pytest
 
 from agents.api import AgentCall, agent_run
 from agents.base import AgentSpec
-from agents.errors import AgentError, TransientAgentError
+from agents.errors import AgentError, EgressRefused, TransientAgentError
 from agents.kinds.mcp import McpAgent
 from tests.agents.fakes import AgentFakes
 
@@ -42,9 +42,18 @@ def test_a_tool_error_fails_without_retry(agent_fakes: AgentFakes) -> None:
 
 
 def test_an_unreachable_server_is_a_transient_error() -> None:
-    agent = McpAgent(AgentSpec(name="gone", kind="mcp", options={"url": "http://127.0.0.1:9/mcp", "tool": "x"}))
+    agent = McpAgent(AgentSpec(name="gone", kind="mcp", options={"url": "http://127.0.0.1:9/mcp", "tool": "x",
+                                                                 "allow_private": True}))
 
     with pytest.raises(TransientAgentError) as raised:
         agent.run(call({}, timeout=5))
 
     assert raised.value.code == "agent.unreachable"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/mcp", "http://169.254.169.254/mcp", "http://[::ffff:127.0.0.1]:9/"])
+def test_mcp_over_http_goes_through_the_ssrf_guard(url: str) -> None:
+    agent = McpAgent(AgentSpec(name="inner", kind="mcp", options={"url": url, "tool": "x"}))
+
+    with pytest.raises(EgressRefused):
+        agent.run(call({}, timeout=5))

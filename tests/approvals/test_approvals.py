@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from approvals import api as approvals
 from approvals.models import Approval, ApprovalPolicy
+from approvals.services import escalation_webhook_send
 from orchestrator import services
 from orchestrator.models import PlanEvent, Step
 from orchestrator.states import PlanStatus, StepStatus
@@ -225,7 +226,7 @@ def test_escalation_emails_the_group_and_calls_the_webhook_retrying_a_failing_ma
     mail_server = FakeMailServer(failures=2)  # refuses the first two tries (451), then accepts
     notifier, _ = start_worker("notify", test_agents, env={
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(mail_server.port)})
+        "EMAIL_PORT": str(mail_server.port), "WEBHOOK_PRIVATE_NETWORKS": "127.0.0.1/32"})
     try:
         group = Group.objects.create(name="escalation")
         make_approver(django_user_model, "boss").groups.add(group)
@@ -252,6 +253,23 @@ def test_escalation_emails_the_group_and_calls_the_webhook_retrying_a_failing_ma
     assert fake_server.webhooks[-1]["approval_id"] == str(waiting_approval(plan).id)
     assert not Approval.objects.filter(escalation_webhook_pending=True).exists()
     assert PlanEvent.objects.filter(plan=plan, type="approval.escalated").count() == 1
+
+
+def test_an_escalation_webhook_to_loopback_or_metadata_is_refused_by_the_ssrf_guard(
+        user: Any, fake_server: FakeServer, django_user_model: Any) -> None:
+    before = len(fake_server.webhooks)
+    ApprovalPolicy.objects.create(name="escalating", step_key="gated", timeout_seconds=3600,
+                                  escalate_after_seconds=600, escalate_webhook=f"{fake_server.url}/webhook")
+    plan = gated_plan(user)
+    finish(step(plan, "a"))
+
+    counts = approvals.approvals_expire(now=timezone.now() + timedelta(seconds=601))
+    approval = waiting_approval(plan)
+    escalation_webhook_send(approval_id=approval.id)  # what the notify task runs
+
+    assert counts["escalated"] == 1  # escalated (and recorded), but nothing was sent to loopback
+    assert len(fake_server.webhooks) == before
+    assert not Approval.objects.get(id=approval.id).escalation_webhook_pending  # refused: never retried
 
 
 def test_cancelling_a_plan_closes_its_pending_approval(user: Any) -> None:

@@ -28,10 +28,11 @@ class SseClient:
     """Connects on construction; ``status`` and ``headers`` are the response's. Always ``close()`` it."""
 
     def __init__(self, url: str, *, headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None,
-                 connect_timeout: float = 10) -> None:
+                 connect_timeout: float = 10, method: str = "GET", json_body: Any = None) -> None:
         self.events: queue.Queue[SseEvent | None] = queue.Queue()
         self._client = httpx.Client(timeout=httpx.Timeout(connect_timeout, read=None), cookies=cookies)
-        self._response = self._client.send(self._client.build_request("GET", url, headers=headers), stream=True)
+        request = self._client.build_request(method, url, headers=headers, json=json_body)
+        self._response = self._client.send(request, stream=True)
         self.status = self._response.status_code
         self.content_type = self._response.headers.get("content-type", "")
         self._closed = threading.Event()

@@ -1,0 +1,39 @@
+"""API throttles: DRF's, counted in the default cache (Redis), so a limit holds across every web process.
+
+A throttled request gets 429 ``throttled`` with ``Retry-After`` (seconds). DRF's throttle reads and writes
+its history without a lock: two processes racing on one user's last free request can both pass, so a limit
+may be overshot by about the number of web processes, never more. With Redis unreachable the throttles let
+requests through (logged): the API's own checks still hold, and a 500 would be worse.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+
+log = logging.getLogger("common")
+
+
+class UserThrottle(UserRateThrottle):
+    """Per authenticated user (``API_THROTTLE_USER``, default 1200/min)."""
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except RedisError:
+            log.warning("common.throttle.unavailable", exc_info=True)
+            return True
+
+
+class AnonThrottle(AnonRateThrottle):
+    """Per client address for unauthenticated requests (``API_THROTTLE_ANON``, default 60/min)."""
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except RedisError:
+            log.warning("common.throttle.unavailable", exc_info=True)
+            return True
