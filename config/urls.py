@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from agents.views import AgentViewSet
 from approvals.views import ApprovalViewSet, workflow_approve
+from experiments.views import ExperimentViewSet
 from orchestrator.health import health
 from orchestrator.views import PlanViewSet, orchestrate
 
@@ -12,6 +13,7 @@ router = DefaultRouter()
 router.register("plans", PlanViewSet, basename="plan")
 router.register("agents", AgentViewSet, basename="agent")
 router.register("approvals", ApprovalViewSet, basename="approval")
+router.register("experiments", ExperimentViewSet, basename="experiment")  # issue 14
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -13,3 +13,9 @@ class OrchestratorConfig(AppConfig):
 
         approvals.on_resolved(services.step_gate_resolved)
         approvals.on_event(services.approval_event)
+
+        # experiments: the experiments app reads ended plans through this (it never imports our models).
+        from experiments import api as experiments
+        from orchestrator import experimenting
+
+        experiments.on_plan_outcomes(experimenting.plan_outcomes)

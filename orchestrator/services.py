@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 from agents.api import AgentError, Estimate, Totals, agent_estimate, agent_get, budget_check
 from approvals import api as approvals
 from common.errors import Conflict, NotFound
-from orchestrator import events, planning
+from orchestrator import events, experimenting, planning
 from orchestrator.models import Plan, PlanEvent, Spending, Step, UserBudget
 from orchestrator.planning import PlanInvalid, StepSpec
 from orchestrator.states import (
@@ -54,6 +54,10 @@ from orchestrator.states import (
 )
 
 log = logging.getLogger("orchestrator")
+
+# Usage keys that say how an agent call was served (issue 14; agents.base.Usage.marks), copied into the
+# step.succeeded event.
+USAGE_MARKS = ("cached", "routed", "saved_cost", "variant")
 
 RUN_STEP_TASK = "orchestrator.run_step"
 PLAN_GENERATE_TASK = "orchestrator.plan_generate"
@@ -256,6 +260,8 @@ def plan_create(*, owner: User, request: str, template: str = "",
     an LLM plan starts in ``planning`` and is validated by ``plan_generate``. Roots go out on commit.
     """
     inputs = dict(inputs or {})
+    variant = experimenting.plan_variant(owner=owner, template=template)  # experiments: a variant, maybe
+    template = variant.template if variant is not None else template  # experiments: may swap the template
     specs: list[StepSpec] | None = None
     if template:
         specs, inputs = planning.template_plan(template, request=request, inputs=inputs)
@@ -267,6 +273,7 @@ def plan_create(*, owner: User, request: str, template: str = "",
                                    budget_tokens=budget_tokens, budget_cost=budget_cost, cap_tokens=cap_tokens,
                                    cap_cost=cap_cost)
         events_record(plan_id=plan.id, items=[("plan.created", "", {"template": template})], actor=owner)
+        specs = experimenting.plan_assign(variant, plan=plan, specs=specs)  # experiments: record, swap agents
         if specs is None:
             transaction.on_commit(lambda: current_app.send_task(PLAN_GENERATE_TASK, args=(str(plan.id),)),
                                   robust=True)  # lost: the reconciler sends it again
@@ -599,7 +606,10 @@ def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[s
         cost = str(usage.get("cost") or "0")
         fields.update(prompt_tokens=prompt, completion_tokens=completion, cost=Sql("%s::numeric", (cost,)))
         spent = (prompt + completion, cost)
-    return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED, fields=fields, spent=spent)
+    # experiments: how the call was served (cached, routed, variant) goes into the step.succeeded event too.
+    marks = {key: usage[key] for key in USAGE_MARKS if usage and key in usage}
+    return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED, fields=fields, spent=spent,
+                     event_data=marks or None)
 
 
 def step_output_chunk(*, step_id: uuid.UUID, attempt: int, text: str) -> None:

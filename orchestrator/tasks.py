@@ -17,7 +17,7 @@ from django.db import connection
 from agents.api import AgentCall, AgentError, agent_run
 from agents.errors import TransientAgentError
 from agents.streaming import ChunkBuffer
-from orchestrator import services
+from orchestrator import experimenting, services
 from orchestrator.queues import Queue
 
 log = logging.getLogger("orchestrator")
@@ -35,6 +35,7 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
                                   worker=_worker_name(self.request.hostname))
     if claimed is None:
         return
+    tokens_left = experimenting.tokens_left(claimed.plan_id)  # experiments: max_tokens follows the budget
     # Give the pooled connection back while the agent waits on the network (maybe for minutes).
     connection.close()
 
@@ -45,7 +46,7 @@ def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyp
     output = ChunkBuffer(record_output)  # streamed text -> a few step.output events a second
     call = AgentCall(plan_id=str(claimed.plan_id), step_id=str(claimed.id), step_key=claimed.key,
                      attempt=attempt, input=claimed.input, context=claimed.context, timeout=claimed.timeout,
-                     on_chunk=output.add)
+                     on_chunk=output.add, tokens_left=tokens_left)
 
     def on_retry(try_number: int, exc: TransientAgentError, delay: float) -> None:
         services.step_retrying(step_id=claimed.id, attempt=attempt, code=exc.code, message=exc.message,
