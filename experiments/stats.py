@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-
-from scipy import stats as st
+from types import ModuleType
 
 CONFIDENCE = 0.95
 
@@ -30,6 +29,13 @@ class Interval:
         return {"value": round(self.value, 6), "low": _round(self.low), "high": _round(self.high), "n": self.n}
 
 
+def _scipy() -> ModuleType:
+    """scipy.stats, imported on first use: most processes (workers, web) never need it, and it is heavy."""
+    from scipy import stats
+
+    return stats
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
@@ -42,6 +48,7 @@ def mean_interval(values: list[float]) -> Interval | None:
         return Interval(mean, None, None, len(values))
     if statistics.pstdev(values) == 0:
         return Interval(mean, mean, mean, len(values))
+    st = _scipy()
     low, high = st.t.interval(CONFIDENCE, len(values) - 1, loc=mean, scale=st.sem(values))
     return Interval(mean, float(low), float(high), len(values))
 
@@ -49,7 +56,7 @@ def mean_interval(values: list[float]) -> Interval | None:
 def proportion_interval(successes: int, n: int) -> Interval | None:
     if n == 0:
         return None
-    ci = st.binomtest(successes, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    ci = _scipy().binomtest(successes, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return Interval(successes / n, float(ci.low), float(ci.high), n)
 
 
@@ -60,6 +67,6 @@ def p_worse(a: list[float], b: list[float], *, higher_is_better: bool) -> float 
     if statistics.pstdev(a) == 0 and statistics.pstdev(b) == 0:  # the test is undefined; the answer is not
         mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
         return 0.0 if (mean_a < mean_b if higher_is_better else mean_a > mean_b) else 1.0
-    result = st.ttest_ind(a, b, equal_var=False, alternative="less" if higher_is_better else "greater")
+    result = _scipy().ttest_ind(a, b, equal_var=False, alternative="less" if higher_is_better else "greater")
     p = float(result.pvalue)
     return None if math.isnan(p) else p

@@ -173,3 +173,16 @@ def test_the_api_lists_experiments_and_refuses_bad_ids_and_people_without_the_pe
     assert viewer.get("/api/experiments/abc/report/").json()["error"]["code"] == "experiment.not_found"
     refused = api_client(user).get(f"/api/experiments/{experiment.id}/report/")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "experiment.forbidden"
+
+
+def test_the_admin_shows_an_experiments_report(django_user_model: Any, client: Any) -> None:
+    experiment = make_experiment()
+    admin_user = django_user_model.objects.create_superuser(username="root", password="pw")
+    client.force_login(admin_user)
+    page = client.get(f"/admin/experiments/experiment/{experiment.id}/report/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Report: synthesis" in text and "<td>strong</td>" in text and "<td>weak</td>" in text
+    assert "judge_score at alpha 0.01" in text
+    listing = client.get("/admin/experiments/experiment/").content.decode()
+    assert f"/admin/experiments/experiment/{experiment.id}/report/" in listing
