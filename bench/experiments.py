@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import statistics
 import threading
 import time
@@ -115,8 +116,17 @@ def batch(h: Harness) -> dict[str, Any]:
 
 
 def run(h: Harness) -> list[Result]:
-    from agents import cache
+    from django.conf import settings
 
+    from agents import cache
+    from approvals import policies
+    from bench.harness import WORK_DIR
+
+    # The shipped approvals.yaml gates the research template's synthesis: no people here, so no policies.
+    no_policies = WORK_DIR / "approvals.experiments.yaml"
+    no_policies.write_text("policies: {}\n")
+    os.environ["APPROVALS_FILE"] = settings.APPROVALS_FILE = str(no_policies)
+    policies._yaml_policies.cache_clear()
     llm = FakeLlm()
     try:
         h.use_agents("experiments", agents_yaml(llm.url))
