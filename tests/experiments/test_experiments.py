@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from celery import current_app
 from django.contrib.auth.models import Permission
 
 from approvals import api as approvals
@@ -151,6 +152,16 @@ def test_sticky_per_plan_draws_each_plan_and_a_plan_without_the_template_takes_n
     assert not Assignment.objects.filter(plan_id=other.id).exists()
     for plan in [*plans, other]:
         wait_for_plan(plan.id)
+
+    # when: beat's task runs on the worker (scheduler queue), and the judge's on the agents queue
+    current_app.send_task("experiments.evaluate")
+    scored = Assignment.objects.filter(judge_score__isnull=False)
+    wait_until(lambda: scored.count() == 24, what="24 plans scored and judged by the worker")
+    # then: a duplicate judge delivery changes nothing (the plan is judged once)
+    first = scored.first()
+    assert first is not None
+    assert services.assignment_judge(assignment_id=first.id) is None
+    assert Assignment.objects.get(id=first.id).judge_tries == 1
 
 
 def test_an_agent_variant_replaces_the_experiments_agent_in_the_plans_steps(celery_worker: str, user: Any) -> None:
