@@ -26,6 +26,7 @@ from agents.costs import BudgetCheck, Estimate, Totals, budget_check, cost_of, p
 from agents.errors import (
     AgentError,
     CircuitOpen,
+    DeadlineExceeded,
     EgressRefused,
     TransientAgentError,
     UnknownAgent,
@@ -38,6 +39,7 @@ __all__ = [
     "AgentResult",
     "AgentSpec",
     "AgentStatus",
+    "TransientAgentError",
     "BudgetCheck",
     "Estimate",
     "JUDGE_REQUEST",
@@ -149,6 +151,16 @@ def _wait(state: RetryCallState) -> float:
     return max(float(retry_after), _backoff(state))
 
 
+class _stop_at_deadline(stop_base):
+    """Give up when the next try could only start after the run's deadline."""
+
+    def __init__(self, call: AgentCall) -> None:
+        self.call = call
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return self.call.deadline is not None and self.call.remaining() <= (state.upcoming_sleep or 0)
+
+
 class _stop_on_long_retry_after(stop_base):
     """Give up at once when the server asks for a longer wait than AGENT_RETRY_AFTER_MAX: a worker
     thread should not sleep for an hour; the step fails with the error's code instead."""
@@ -158,20 +170,30 @@ class _stop_on_long_retry_after(stop_base):
         return float(getattr(exc, "retry_after", None) or 0) > settings.AGENT_RETRY_AFTER_MAX
 
 
+def _left(call: AgentCall) -> float:
+    """Seconds left for waits before the run's deadline. Raises DeadlineExceeded when none are."""
+    left = call.remaining()
+    if left <= 0:
+        raise DeadlineExceeded(f"step {call.step_key!r} reached its deadline before its agent answered")
+    return left
+
+
 def _limited(spec: AgentSpec, target: Any, call: AgentCall) -> AgentResult:
-    """One try under the agent's concurrency limit and rate limits (waiting at most the call's timeout)."""
+    """One try under the agent's concurrency limit and rate limits. Every wait ends by the run's deadline,
+    and the try itself gets its timeout or whatever is left before the deadline, whichever is shorter."""
     limit = registry.rate_limits().get(spec.rate_limit or "")
     reserved = 0
     if limit is not None and limit.requests_per_minute:
         limits.rate_acquire(f"{limit.name}:requests", per_minute=limit.requests_per_minute, burst=limit.burst,
-                            wait=call.timeout)
+                            wait=_left(call))
     if limit is not None and limit.tokens_per_minute and isinstance(target, LlmAgent):
         reserved = target.prompt_tokens_bound(call.input, call.context) + target.max_tokens_for(call)
         limits.rate_acquire(f"{limit.name}:tokens", per_minute=limit.tokens_per_minute,
-                            burst=max(limit.burst, limit.tokens_per_minute // 10), cost=reserved, wait=call.timeout)
+                            burst=max(limit.burst, limit.tokens_per_minute // 10), cost=reserved, wait=_left(call))
     with limits.concurrency_slot(spec.name, limit=spec.max_concurrency, lease=call.timeout + 30,
-                                 wait=call.timeout):
-        result: AgentResult = target.run(call)
+                                 wait=_left(call)):
+        _left(call)
+        result: AgentResult = target.run(replace(call, timeout=call.try_timeout()))
     if reserved and limit is not None and limit.tokens_per_minute:
         used = result.usage.total_tokens if result.usage else 0
         limits.rate_refund(f"{limit.name}:tokens", per_minute=limit.tokens_per_minute, cost=reserved - used)
@@ -193,7 +215,7 @@ def _attempt(spec: AgentSpec, call: AgentCall) -> AgentResult:
     except TransientAgentError:
         limits.breaker_record(spec.name, ok=False, config=config)
         raise
-    except (CircuitOpen, EgressRefused):
+    except (CircuitOpen, EgressRefused, DeadlineExceeded):
         raise
     except AgentError:
         limits.breaker_record(spec.name, ok=True, config=config)
@@ -210,7 +232,8 @@ def _run_one(spec: AgentSpec, call: AgentCall, on_retry: RetryHook | None) -> Ag
 
     retrying = Retrying(
         retry=retry_if_exception_type(TransientAgentError),
-        stop=stop_after_attempt(spec.retries or settings.AGENT_RETRY_ATTEMPTS) | _stop_on_long_retry_after(),
+        stop=(stop_after_attempt(spec.retries or settings.AGENT_RETRY_ATTEMPTS) | _stop_on_long_retry_after()
+              | _stop_at_deadline(call)),
         wait=_wait,
         before_sleep=before_sleep,
         reraise=True,

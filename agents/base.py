@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class AgentSpec:
     max_concurrency: int | None = None
     rate_limit: str | None = None
     retries: int | None = None
+    deadline: float = 420.0  # seconds one run of a step may take in all: every try, wait and backoff
     breaker: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -40,6 +42,9 @@ class AgentCall:
 
     ``on_chunk``, when given, receives text as it streams in (LLM tokens, SSE / NDJSON chunks); the
     caller batches it. An agent that does not stream never calls it.
+
+    ``timeout`` bounds one try; ``deadline`` (a ``time.monotonic()`` value, known when the step was claimed)
+    bounds the whole run: waits for rate limits and concurrency slots, every try and the backoff between.
     """
 
     plan_id: str
@@ -50,12 +55,21 @@ class AgentCall:
     context: dict[str, Any]
     timeout: float
     on_chunk: ChunkHook | None = field(default=None, compare=False, repr=False)
+    deadline: float | None = None
     # Cost controls and experiments (issue 14), all optional. ``model`` and ``system_prompt`` override an
     # ``llm`` agent's own (an experiment's variant, routing to a cheaper model); ``tokens_left`` is what the
     # plan's token budget has left, and caps the most the model may answer (agents/tokens.py).
     model: str | None = None
     system_prompt: str | None = None
     tokens_left: int | None = None
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (the try's timeout when there is none)."""
+        return self.timeout if self.deadline is None else self.deadline - time.monotonic()
+
+    def try_timeout(self) -> float:
+        """How long the next try may take: its timeout, or less if the deadline is nearer."""
+        return max(0.0, min(self.timeout, self.remaining()))
 
     def chunk(self, text: str) -> None:
         if self.on_chunk is not None and text:

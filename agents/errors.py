@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from common.errors import DomainError
+
+if TYPE_CHECKING:
+    from agents.base import Usage
 
 
 class AgentError(DomainError):
-    """A terminal failure: the step fails with this code and message, no retry."""
+    """A terminal failure: the step fails with this code and message, no retry. ``usage``, when the agent
+    knows it, is what the failed call spent anyway (it counts toward totals and budgets)."""
 
     code = "agent.error"
+    usage: Usage | None = None
 
 
 class UnknownAgent(AgentError):
@@ -55,3 +62,9 @@ class AgentToolError(AgentError):
     """An MCP tool answered with ``isError``."""
 
     code = "agent.tool_error"
+
+
+class DeadlineExceeded(AgentError):
+    """The step's whole run (waits for limits and slots, every try, backoff) reached its deadline."""
+
+    code = "agent.deadline_exceeded"

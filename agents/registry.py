@@ -17,9 +17,11 @@ from typing import Any
 
 import yaml
 from django.conf import settings
+from pydantic import ValidationError
 
 from agents import cost_options
 from agents.base import Agent, AgentSpec
+from agents.config import COMMON, AgentModel, AgentsFileModel, LlmAgentModel, describe
 from agents.errors import AgentConfigError, UnknownAgent
 from agents.kinds.http import HttpAgent
 from agents.kinds.llm import LlmAgent
@@ -61,46 +63,55 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def _optional_int(raw: dict[str, Any], key: str) -> int | None:
-    value = raw.pop(key, None)
-    return None if value in (None, "") else int(value)
-
-
-def _spec(name: str, raw: dict[str, Any]) -> AgentSpec:
-    raw = dict(_expand(raw))
-    kind = raw.pop("kind", None)
-    if kind not in KINDS:
-        raise AgentConfigError(f"agent {name!r}: kind must be one of {sorted(KINDS)}, not {kind!r}")
-    timeout = float(raw.pop("timeout", settings.ORCH_STEP_TIMEOUT_DEFAULT))
-    rate_limit = raw.pop("rate_limit", None)
-    if rate_limit is None and kind == "llm":
-        rate_limit = raw.get("provider") or settings.LLM_PROVIDER
+def _spec(name: str, model: AgentModel) -> AgentSpec:
+    data = model.model_dump(exclude_unset=True)
+    timeout = min(model.timeout or settings.ORCH_STEP_TIMEOUT_DEFAULT, settings.ORCH_STEP_TIMEOUT_MAX)
+    tries = model.retries or settings.AGENT_RETRY_ATTEMPTS
+    rate_limit = model.rate_limit
+    if rate_limit is None and isinstance(model, LlmAgentModel):
+        rate_limit = model.provider or settings.LLM_PROVIDER
     return AgentSpec(
         name=name,
-        kind=kind,
-        description=str(raw.pop("description", "")),
-        capabilities=tuple(raw.pop("capabilities", ())),
-        queue=str(raw.pop("queue", "agents")),
-        timeout=min(timeout, settings.ORCH_STEP_TIMEOUT_MAX),
-        fallback=raw.pop("fallback", None) or None,
-        max_concurrency=_optional_int(raw, "max_concurrency"),
-        rate_limit=str(rate_limit) if rate_limit else None,
-        retries=_optional_int(raw, "retries"),
-        breaker={k: float(v) for k, v in (raw.pop("breaker", None) or {}).items()},
-        options=raw,
+        kind=data.pop("kind"),
+        description=model.description,
+        capabilities=tuple(model.capabilities),
+        queue=model.queue,
+        timeout=timeout,
+        deadline=model.deadline or timeout * tries + 60,
+        fallback=model.fallback or None,
+        max_concurrency=model.max_concurrency,
+        rate_limit=rate_limit or None,
+        retries=model.retries,
+        breaker={k: float(v) for k, v in (data.get("breaker") or {}).items() if v is not None},
+        options={k: v for k, v in data.items() if k not in COMMON},
     )
 
 
-def _files() -> list[dict[str, Any]]:
-    return [yaml.safe_load(Path(path).read_text()) or {} for path in str(settings.AGENTS_FILE).split(os.pathsep)]
+@cache
+def _files() -> tuple[AgentsFileModel, ...]:
+    """Every file of AGENTS_FILE, validated. Raises AgentConfigError naming the file and the problem."""
+    files = []
+    for path in str(settings.AGENTS_FILE).split(os.pathsep):
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+            files.append(AgentsFileModel.model_validate(_expand(raw)))
+        except OSError as exc:
+            raise AgentConfigError(f"{path}: cannot be read: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise AgentConfigError(f"{path}: not valid YAML: {exc}") from None
+        except ValidationError as exc:
+            raise AgentConfigError(f"{path}: {describe(exc)}") from None
+    return tuple(files)
 
 
 @cache
 def specs() -> dict[str, AgentSpec]:
     found: dict[str, AgentSpec] = {}
     for data in _files():
-        for name, raw in (data.get("agents") or {}).items():
-            found[name] = _spec(name, raw or {})
+        for name, model in data.agents.items():
+            if model is None:
+                raise AgentConfigError(f"agent {name!r}: no configuration (at least its kind)")
+            found[name] = _spec(name, model)
     for spec in found.values():
         if spec.fallback is not None and spec.fallback not in found:
             raise AgentConfigError(f"agent {spec.name!r}: its fallback {spec.fallback!r} is not an agent")
@@ -112,8 +123,8 @@ def specs() -> dict[str, AgentSpec]:
 def prices() -> dict[str, Price]:
     found: dict[str, Price] = {}
     for data in _files():
-        for model, raw in (_expand(data.get("prices")) or {}).items():
-            found[str(model)] = Price(Decimal(str(raw.get("prompt", 0))), Decimal(str(raw.get("completion", 0))))
+        for model, price in data.prices.items():
+            found[str(model)] = Price(Decimal(str(price.prompt)), Decimal(str(price.completion)))
     return found
 
 
@@ -121,10 +132,8 @@ def prices() -> dict[str, Price]:
 def rate_limits() -> dict[str, RateLimit]:
     found: dict[str, RateLimit] = {}
     for data in _files():
-        for name, raw in (_expand(data.get("rate_limits")) or {}).items():
-            raw = dict(raw or {})
-            found[name] = RateLimit(name, _optional_int(raw, "requests_per_minute"),
-                                    _optional_int(raw, "tokens_per_minute"), int(raw.get("burst", 1)))
+        for name, limit in data.rate_limits.items():
+            found[name] = RateLimit(name, limit.requests_per_minute, limit.tokens_per_minute, limit.burst)
     return found
 
 
@@ -139,5 +148,5 @@ def agent(name: str) -> Agent:
 
 def reload() -> None:
     """Forget everything read from AGENTS_FILE (tests that layer files, a changed registry)."""
-    for cached in (specs, prices, rate_limits, agent):
+    for cached in (_files, specs, prices, rate_limits, agent):
         cached.cache_clear()

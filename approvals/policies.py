@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import yaml
 from django.conf import settings
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from approvals.models import RISK_ORDER, ApprovalPolicy, OnTimeout, Risk
+from common.errors import DomainError
 
 TIMEOUT_STRICTNESS = {OnTimeout.APPROVE: 0, OnTimeout.REJECT: 1, OnTimeout.FAIL: 2}
 
@@ -78,27 +80,66 @@ class Requirement:
     escalate_webhook: str
 
 
-def _from_yaml(name: str, raw: dict[str, Any]) -> Policy:
-    match = raw.get("match") or {}
-    escalate = raw.get("escalate") or {}
-    return Policy(
-        name=name, agent=match.get("agent", ""), template=match.get("template", ""),
-        step_key=match.get("step", ""), min_risk=match.get("min_risk", ""),
-        min_cost=Decimal(str(match["min_cost"])) if "min_cost" in match else None,
-        required_approvals=int(raw.get("approvals", 1)), allow_self_approval=bool(raw.get("allow_self_approval")),
-        timeout_seconds=raw.get("timeout"), on_timeout=raw.get("on_timeout", OnTimeout.REJECT),
-        escalate_after_seconds=escalate.get("after"), escalate_group=escalate.get("group", ""),
-        escalate_webhook=os.path.expandvars(escalate.get("webhook", "")).strip(),
-    )
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MatchModel(_Strict):
+    agent: str = ""
+    template: str = ""
+    step: str = ""
+    min_risk: Literal["", "low", "medium", "high"] = ""
+    min_cost: Decimal | None = None
+
+
+class EscalateModel(_Strict):
+    after: PositiveInt | None = None
+    group: str = ""
+    webhook: str = ""
+
+
+class PolicyModel(_Strict):
+    match: MatchModel = Field(default_factory=MatchModel)
+    approvals: PositiveInt = 1
+    allow_self_approval: bool = False
+    timeout: PositiveInt | None = None
+    on_timeout: Literal["approve", "reject", "fail"] = "reject"
+    escalate: EscalateModel = Field(default_factory=EscalateModel)
+
+    def policy(self, name: str) -> Policy:
+        return Policy(
+            name=name, agent=self.match.agent, template=self.match.template, step_key=self.match.step,
+            min_risk=self.match.min_risk, min_cost=self.match.min_cost, required_approvals=self.approvals,
+            allow_self_approval=self.allow_self_approval, timeout_seconds=self.timeout, on_timeout=self.on_timeout,
+            escalate_after_seconds=self.escalate.after, escalate_group=self.escalate.group,
+            escalate_webhook=os.path.expandvars(self.escalate.webhook).strip(),
+        )
+
+
+class PoliciesFileModel(_Strict):
+    policies: dict[str, PolicyModel] = Field(default_factory=dict)
+
+
+class PoliciesFileInvalid(DomainError):
+    code = "approvals.invalid_policies"
 
 
 @cache
 def _yaml_policies() -> tuple[Policy, ...]:
+    """The policies of APPROVALS_FILE, validated whole. Raises PoliciesFileInvalid naming the problem.
+    Loaded when the process starts (approvals.apps), never first inside a transaction."""
     path = Path(settings.APPROVALS_FILE)
     if not path.exists():
         return ()
-    data = yaml.safe_load(path.read_text()) or {}
-    return tuple(_from_yaml(name, raw or {}) for name, raw in (data.get("policies") or {}).items())
+    try:
+        data = PoliciesFileModel.model_validate(yaml.safe_load(path.read_text()) or {})
+    except ValidationError as exc:
+        detail = exc.errors()[0]
+        where = ".".join(str(part) for part in detail["loc"])
+        raise PoliciesFileInvalid(f"{path}: {where}: {detail['msg']}") from None
+    except yaml.YAMLError as exc:
+        raise PoliciesFileInvalid(f"{path}: not valid YAML: {exc}") from None
+    return tuple(model.policy(name) for name, model in data.policies.items())
 
 
 def _from_row(row: ApprovalPolicy) -> Policy:

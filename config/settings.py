@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from psycopg_pool import ConnectionPool
 from redis import connection as _redis_connection
 
 from config import services
@@ -104,7 +105,9 @@ if "host" in _db.get("OPTIONS", {}):  # a Unix-socket URL (the embedded server):
     _db["HOST"] = _db["OPTIONS"].pop("host")
 # Django's native psycopg pool: a worker thread borrows a connection only while it talks to the database,
 # so hundreds of agent threads waiting on LLMs hold no connection (see orchestrator/tasks.py).
+# ``check``: a connection is tested before it is handed out, so after a database restart no dead one is.
 _db.setdefault("OPTIONS", {})["pool"] = {
+    "check": ConnectionPool.check_connection,
     "min_size": 1,
     "max_size": env_int("DB_POOL_MAX_SIZE", 10),
     "timeout": env_int("DB_POOL_TIMEOUT", 30),
@@ -153,7 +156,9 @@ SPECTACULAR_SETTINGS = {
 # Delivery is at-least-once (acks_late + reject_on_worker_lost); the database makes a second delivery a
 # no-op (a step is claimed with a conditional update on status + attempt).
 CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = REDIS_URL
+# No result backend: no task result is ever read, and with one every send would subscribe to a result
+# channel and, while Redis is down, block its caller retrying the backend.
+CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -165,7 +170,16 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than the longest step, or Redis redelivers a healthy worker's message mid-step (a no-op claim,
 # but wasted work). Steps are capped by ORCH_STEP_TIMEOUT_MAX below.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
+# Sends fail fast while Redis is down (short socket timeouts, no publish retries): the step is marked unsent
+# and the reconciler sends it when the broker is back.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200),
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+    "max_retries": 0,
+}
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_TASK_DEFAULT_QUEUE = "scheduler"
 CELERY_TASK_ROUTES = {
     "orchestrator.run_step": {"queue": "agents"},
@@ -176,7 +190,7 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "orchestrator.reconcile": {
         "task": "orchestrator.reconcile",
-        "schedule": timedelta(seconds=env_int("ORCH_RECONCILE_EVERY", 15)),
+        "schedule": timedelta(seconds=env_int("ORCH_RECONCILE_EVERY", 5)),
     },
     "approvals.expire": {
         "task": "approvals.expire",
@@ -189,10 +203,20 @@ ORCH_MAX_STEPS = env_int("ORCH_MAX_STEPS", 500)
 ORCH_STEP_MAX_ATTEMPTS = env_int("ORCH_STEP_MAX_ATTEMPTS", 3)
 ORCH_STEP_TIMEOUT_DEFAULT = env_int("ORCH_STEP_TIMEOUT_DEFAULT", 120)
 ORCH_STEP_TIMEOUT_MAX = env_int("ORCH_STEP_TIMEOUT_MAX", 3600)
-# A queued step whose message has not been picked up for this long is sent again (lost message).
+# A queued step whose message has not been picked up for this long is sent again (lost message); after
+# ORCH_MAX_REQUEUES sends it fails with step.undeliverable. A send that failed is retried at the next
+# reconcile, and every queued step is sent again as soon as the broker is seen to have lost its data.
 ORCH_REQUEUE_AFTER = env_int("ORCH_REQUEUE_AFTER", 60)
-# A running step whose lease (timeout + grace) has passed lost its worker: it is retried or failed.
+ORCH_MAX_REQUEUES = env_int("ORCH_MAX_REQUEUES", 20)
+# Leases (orchestrator/services/leases.py): a claim holds one for ORCH_LEASE_TTL seconds, renewed every
+# ORCH_HEARTBEAT_EVERY seconds while its worker is alive and the run is within its deadline (+ the grace).
+# An expired lease means the worker is gone: the step gets a new attempt.
+ORCH_LEASE_TTL = env_int("ORCH_LEASE_TTL", 60)
+ORCH_HEARTBEAT_EVERY = env_int("ORCH_HEARTBEAT_EVERY", 10)
 ORCH_LEASE_GRACE = env_int("ORCH_LEASE_GRACE", 30)
+# How long a worker keeps retrying a database write (a claim, a finished call's result) while the
+# database is unreachable; a result is retried for as long as its lease is known to hold.
+ORCH_DB_RETRY_FOR = env_int("ORCH_DB_RETRY_FOR", 30)
 ORCH_WORKFLOWS_DIR = Path(env("ORCH_WORKFLOWS_DIR") or BASE_DIR / "workflows")
 
 # --- Live progress (server-sent events: orchestrator/events.py, streams/, docs/events.md) ---------------

@@ -9,7 +9,10 @@ class OrchestratorConfig(AppConfig):
         # The approvals app hands back decided approvals and its audit events through these callbacks:
         # it never imports the orchestrator.
         from approvals import api as approvals
-        from orchestrator import services
+        from orchestrator import (
+            checks,  # noqa: F401  (registers the configuration checks)
+            services,
+        )
 
         approvals.on_resolved(services.step_gate_resolved)
         approvals.on_event(services.approval_event)

@@ -48,6 +48,15 @@ class Plan(Spending):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The LLM planner's run, claimed like a step's (services/plans.py): the attempt its message carries, when
+    # it was sent, whether the send failed, how often it was sent again, and the lease of the worker at it.
+    planning_attempt = models.PositiveIntegerField(default=0)
+    planning_queued_at = models.DateTimeField(null=True, blank=True)
+    planning_unsent = models.BooleanField(default=False)
+    planning_requeues = models.PositiveIntegerField(default=0)
+    planning_worker = models.CharField(max_length=255, blank=True)
+    planning_deadline_at = models.DateTimeField(null=True, blank=True)
+    planning_lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -76,7 +85,12 @@ class Step(models.Model):
     # delivery whose attempt matches may claim the step.
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
-    timeout = models.FloatField(default=120.0)
+    timeout = models.FloatField(default=120.0)  # seconds one try of its agent may take
+    deadline = models.FloatField(default=420.0)  # seconds a whole run may take: every try, wait and backoff
+    # How often the current attempt's message was sent again, and whether its last send failed (the
+    # reconciler sends it at its next run): services/reconcile.py.
+    requeues = models.PositiveIntegerField(default=0)
+    unsent = models.BooleanField(default=False)
     output = models.JSONField(null=True, blank=True)
     usage = models.JSONField(null=True, blank=True)  # {"prompt_tokens", "completion_tokens", "model"}
     prompt_tokens = models.PositiveBigIntegerField(default=0)
@@ -91,7 +105,8 @@ class Step(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)  # set by the claim: started + deadline
+    lease_expires_at = models.DateTimeField(null=True, blank=True)  # renewed by its worker's heartbeat
 
     class Meta:
         ordering = ["queued_at", "key"]

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from functools import cache
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from django.conf import settings
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, StringConstraints, ValidationError
 
-from agents.api import AgentCall, agent_list, agent_run
+from agents.api import AgentCall, AgentError, Usage, agent_list, agent_run
 from common.errors import DomainError
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
-RISKS = ("low", "medium", "high")
 INPUT_REF = re.compile(r"\{\{\s*inputs\.(\w+)\s*\}\}")
 
 
@@ -53,38 +53,68 @@ def _invalid(code: str, message: str) -> PlanInvalid:
     return PlanInvalid(message, code=f"plan.{code}")
 
 
+class StepModel(BaseModel):
+    """One step as every surface gives it: the REST API, MCP, workflow templates and the LLM planner (whose
+    JSON schema, ``PlanModel.model_json_schema()``, is handed to the model as its output format)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: Annotated[StrictStr, StringConstraints(pattern=KEY_PATTERN.pattern)] = Field(
+        description="unique within the plan; lowercase letters, digits, '_' and '-'")
+    agent: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="the name of an agent (GET /api/agents/)")
+    input: dict[str, Any] | StrictStr = Field(default_factory=dict,
+                                              description="what the agent receives; a string means {'prompt': ...}")
+    depends_on: list[Annotated[StrictStr, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, description="keys of the steps whose outputs this one needs")
+    risk: Literal["low", "medium", "high"] = Field(default="low",
+                                                   description="raises the agent's risk, never lowers it")
+    approval: StrictBool = Field(default=False, description="a person approves this step before it runs")
+
+    def spec(self) -> StepSpec:
+        step_input = {"prompt": self.input} if isinstance(self.input, str) else dict(self.input)
+        return StepSpec(key=self.key, agent=self.agent, input=step_input,
+                        depends_on=tuple(dict.fromkeys(self.depends_on)), risk=self.risk, approval=self.approval)
+
+
+class PlanModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[StepModel]
+
+
+class TemplateInputModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    required: StrictBool = False
+    description: str = ""
+
+
+class TemplateModel(PlanModel):
+    """A workflow template file (workflows/NAME.yaml)."""
+
+    name: str = ""
+    description: str = ""
+    inputs: dict[str, TemplateInputModel] = Field(default_factory=dict)
+
+
+def _first_error(error: ValidationError) -> str:
+    detail = error.errors()[0]
+    where = ".".join(str(part) for part in detail["loc"])
+    return f"{where}: {detail['msg']}" if where else str(detail["msg"])
+
+
 def parse_steps(raw: Any) -> list[StepSpec]:
     """Turn ``{"steps": [...]}`` (or a bare list) into specs; raises PlanInvalid(plan.invalid_schema)."""
-    items = raw.get("steps") if isinstance(raw, dict) else raw
-    if not isinstance(items, list):
+    if isinstance(raw, list):
+        raw = {"steps": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("steps"), list):
         raise _invalid("invalid_schema", 'a plan is {"steps": [...]}, a list of steps')
-    specs = []
-    for index, item in enumerate(items):
-        where = f"step {index + 1}"
-        if not isinstance(item, dict):
-            raise _invalid("invalid_schema", f"{where} is not an object")
-        key, agent = item.get("key"), item.get("agent")
-        if not isinstance(key, str) or not KEY_PATTERN.match(key):
-            raise _invalid("invalid_schema", f"{where}: 'key' must match {KEY_PATTERN.pattern}, got {key!r}")
-        if not isinstance(agent, str) or not agent:
-            raise _invalid("invalid_schema", f"step {key!r}: 'agent' must be an agent's name")
-        step_input = item.get("input", {})
-        if isinstance(step_input, str):
-            step_input = {"prompt": step_input}
-        if not isinstance(step_input, dict):
-            raise _invalid("invalid_schema", f"step {key!r}: 'input' must be an object")
-        deps = item.get("depends_on", [])
-        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-            raise _invalid("invalid_schema", f"step {key!r}: 'depends_on' must be a list of step keys")
-        risk = item.get("risk", "low")
-        if risk not in RISKS:
-            raise _invalid("invalid_schema", f"step {key!r}: 'risk' must be one of {', '.join(RISKS)}")
-        approval = item.get("approval", False)
-        if not isinstance(approval, bool):
-            raise _invalid("invalid_schema", f"step {key!r}: 'approval' must be true or false")
-        specs.append(StepSpec(key=key, agent=agent, input=step_input, depends_on=tuple(dict.fromkeys(deps)),
-                              risk=risk, approval=approval))
-    return specs
+    try:
+        plan = PlanModel.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid("invalid_schema", _first_error(exc)) from None
+    return [step.spec() for step in plan.steps]
 
 
 def parse_plan_json(text: str) -> list[StepSpec]:
@@ -161,9 +191,14 @@ def template_load(name: str) -> Template:
     if path is None:
         raise _invalid("unknown_template", f"no workflow template named {name!r}; "
                                            f"templates: {', '.join(template_names()) or 'none'}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    return Template(name=name, description=raw.get("description", ""), inputs=raw.get("inputs") or {},
-                    steps=tuple(parse_steps(raw)))
+    try:
+        model = TemplateModel.model_validate(yaml.safe_load(path.read_text()) or {})
+    except (ValidationError, yaml.YAMLError) as exc:
+        detail = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise _invalid("invalid_schema", f"workflow template {name!r} ({path}): {detail}") from None
+    return Template(name=name, description=model.description,
+                    inputs={key: spec.model_dump() for key, spec in model.inputs.items()},
+                    steps=tuple(step.spec() for step in model.steps))
 
 
 def template_plan(name: str, *, request: str, inputs: dict[str, Any]) -> tuple[list[StepSpec], dict[str, Any]]:
@@ -187,20 +222,36 @@ def known_agents() -> set[str]:
 PLANNER_AGENT = "planner"
 
 
-def llm_plan(*, request: str, plan_id: str, step_id: str) -> list[StepSpec]:
+@dataclass(frozen=True)
+class PlannerAnswer:
+    """What the planner said: its specs, or the error that makes the plan fail; and what it spent."""
+
+    specs: list[StepSpec]
+    error: DomainError | None
+    usage: Usage | None
+
+
+def llm_plan(*, request: str, plan_id: str, attempt: int, deadline: float | None = None) -> PlannerAnswer:
     """Ask the planner agent for a plan and validate it. Calls an LLM: never inside a transaction.
 
-    Raises PlanInvalid for a bad plan and AgentError when the planner itself fails.
-    """
+    A bad plan (PlanInvalid) or a failed planner (AgentError) comes back as the answer's error, with the
+    tokens the planner spent either way."""
     catalogue = [{"name": s.name, "description": s.description, "capabilities": list(s.capabilities)}
                  for s in agent_list() if s.name != PLANNER_AGENT]
     prompt = (f"AGENTS: {json.dumps(catalogue)}\nAt most {settings.ORCH_MAX_STEPS} steps.\n"
+              f"Answer with JSON matching this schema: {json.dumps(PlanModel.model_json_schema())}\n"
               f"REQUEST: {request}")
-    call = AgentCall(plan_id=plan_id, step_id=step_id, step_key="plan", attempt=1,
+    call = AgentCall(plan_id=plan_id, step_id=plan_id, step_key="plan", attempt=attempt,
                      input={"prompt": prompt, "response_format": "json"}, context={},
-                     timeout=settings.ORCH_STEP_TIMEOUT_DEFAULT)
-    result = agent_run(name=PLANNER_AGENT, call=call)
+                     timeout=settings.ORCH_STEP_TIMEOUT_DEFAULT, deadline=deadline)
+    try:
+        result = agent_run(name=PLANNER_AGENT, call=call)
+    except AgentError as exc:
+        return PlannerAnswer([], exc, exc.usage)
     text = result.output.get("text", "") if isinstance(result.output, dict) else str(result.output)
-    specs = parse_plan_json(text)
-    validate(specs, known_agents=known_agents())
-    return specs
+    try:
+        specs = parse_plan_json(text)
+        validate(specs, known_agents=known_agents())
+    except PlanInvalid as exc:
+        return PlannerAnswer([], exc, result.usage)
+    return PlannerAnswer(specs, None, result.usage)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
@@ -33,3 +34,18 @@ def plan_steps(*, plan: Plan) -> QuerySet[Step]:
 
 def plan_events_after(*, plan_id: uuid.UUID, after_id: int = 0) -> list[PlanEvent]:
     return list(PlanEvent.objects.filter(plan_id=plan_id, id__gt=after_id).order_by("id"))
+
+
+def step_context(step: Step) -> dict[str, Any]:
+    """The outputs of the step's dependencies, by key: what its agent receives as context. Succeeded
+    outputs never change, so this read needs no lock or transaction."""
+    if not step.depends_on:
+        return {}
+    return dict(Step.objects.filter(plan_id=step.plan_id, key__in=step.depends_on).values_list("key", "output"))
+
+
+def outputs_of(*, plan_id: uuid.UUID, keys: list[str]) -> dict[str, Any]:
+    """The outputs of the named steps of a plan, by key."""
+    if not keys:
+        return {}
+    return dict(Step.objects.filter(plan_id=plan_id, key__in=keys).values_list("key", "output"))

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrator.models import Plan, Step
+from orchestrator.planning import StepModel
 
 
 class StepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -33,18 +35,19 @@ class PlanDetailSerializer(PlanSerializer):
         fields = [*PlanSerializer.Meta.fields, "steps"]
 
 
-class StepInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    key = serializers.CharField(max_length=100)
-    agent = serializers.CharField(max_length=100)
-    input = serializers.JSONField(required=False, default=dict)
-    depends_on = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+@extend_schema_field({"type": "array", "items": StepModel.model_json_schema()})
+class StepsField(serializers.ListField):  # type: ignore[type-arg]
+    """Explicit steps, passed whole to the one step model (planning.StepModel) that every surface shares:
+    a bad step is refused by it with ``plan.invalid_schema``, never silently trimmed here."""
+
+    child = serializers.JSONField()
 
 
 class PlanCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     request = serializers.CharField(max_length=20000)
     template = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     inputs = serializers.DictField(required=False, default=dict)
-    steps = StepInputSerializer(many=True, required=False)
+    steps = StepsField(required=False, max_length=1000)
     budget_tokens = serializers.IntegerField(required=False, min_value=0,
                                              help_text="over it, a step waits for approval to exceed")
     budget_cost = serializers.DecimalField(required=False, max_digits=14, decimal_places=6, min_value=0)

@@ -33,8 +33,9 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     S.PENDING: frozenset({S.QUEUED, S.WAITING, S.FAILED, S.CANCELLED}),
     # waiting -> queued: approved; -> rejected / failed: rejected, or timed out with that default.
     S.WAITING: frozenset({S.QUEUED, S.REJECTED, S.FAILED, S.CANCELLED}),
-    # queued -> queued: the reconciler sends a message again that was probably lost.
-    S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED}),
+    # queued -> queued: the reconciler sends a message again that was probably lost; -> failed: sent
+    # ORCH_MAX_REQUEUES times and never claimed (step.undeliverable).
+    S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.FAILED, S.CANCELLED}),
     # running -> queued: the worker was lost (lease expired); a new attempt goes out.
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.QUEUED, S.CANCELLED}),
     S.SUCCEEDED: frozenset(),

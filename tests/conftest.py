@@ -75,6 +75,17 @@ agents:
   fail:
     kind: python
     callable: agents.builtin.fail
+  held_llm:
+    kind: llm
+    provider: offline
+    max_tokens: 400
+    queue: held
+  hang:
+    kind: python
+    callable: tests.agents.hang.hang  # blocks until the test releases it
+    timeout: 0.5
+    retries: 2
+    max_concurrency: 2
 """)
     # No shipped approval policies in tests: each test that wants one creates it (ApprovalPolicy rows).
     from approvals import policies
@@ -102,15 +113,16 @@ def _database_url_for(name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def start_worker(queues: str, agents_file: str, *, concurrency: int = 16) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a real worker process (threads pool) on the test database; return it and its node name once
-    it answers a ping."""
+def start_worker(queues: str, agents_file: str, *, concurrency: int = 16,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a real worker process (threads pool) on the test database, with ``env`` added to its
+    environment; return it and its node name once it answers a ping."""
     from config.celery import app
 
     ARTIFACTS.mkdir(exist_ok=True)
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
     env = {**os.environ, "DATABASE_URL": _database_url_for(settings.DATABASES["default"]["NAME"]),
-           "AGENTS_FILE": agents_file, "ORCH_EMBEDDED": "1"}
+           "AGENTS_FILE": agents_file, "ORCH_EMBEDDED": "1", **(env or {})}
     with open(ARTIFACTS / "worker.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "threads",

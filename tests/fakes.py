@@ -6,7 +6,9 @@ One threaded HTTP server on a free loopback port serves:
   opens that gate, see :meth:`FakeServer.open_gate`), ``sleep`` (seconds) and ``status`` (an HTTP status
   to answer with). Each call is counted under its Idempotency-Key header (``GET /calls/<key>``).
 * ``POST /v1/chat/completions``: an OpenAI-compatible chat API. The planner's answer is chosen by a
-  ``scenario:NAME`` word in the request text (see PLANS); other prompts get a plain text answer.
+  ``scenario:NAME`` word in the request text (see PLANS); other prompts get a plain text answer. A
+  ``sleep:SECONDS`` word delays the answer, and calls are counted under a ``tag:NAME`` word
+  (:meth:`FakeServer.call_count` of ``chat:NAME``).
 """
 
 from __future__ import annotations
@@ -93,7 +95,12 @@ class FakeServer:
 
             def _chat(self, body: dict[str, Any]) -> None:
                 prompt = body["messages"][-1]["content"]
-                scenario = next((w.split(":", 1)[1] for w in prompt.split() if w.startswith("scenario:")), "")
+                words = dict(w.split(":", 1) for w in prompt.split() if w.count(":") == 1)
+                scenario = words.get("scenario", "")
+                if "tag" in words:
+                    with server.lock:
+                        server.calls[f"chat:{words['tag']}"] += 1
+                time.sleep(float(words.get("sleep", "0").strip(".,") or 0))
                 text = PLANS.get(scenario.strip(".,"), "plain answer") if body.get("response_format") else \
                     f"fake answer to: {prompt[:40]}"
                 # experiments (issue 14): calls and max_tokens by model; a ``confidence:X`` word is reported back

@@ -8,6 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from agents import limits
+from agents.api import AgentCall, agent_run
 from tests.conftest import api_client
 
 pytestmark = pytest.mark.django_db
@@ -61,3 +62,25 @@ def test_the_admin_shows_the_agents_page(admin_client: Any) -> None:
 
     assert response.status_code == 200
     assert b"reasoning_agent" in response.content and b"breaker" in response.content
+
+
+def test_a_hung_python_agent_times_out_without_a_thread_per_attempt() -> None:
+    import threading
+    import time
+
+    from agents.errors import AgentTimeout
+    from tests.agents import hang
+
+    def hung_threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name.startswith("agent-hang"))
+
+    try:
+        for _ in range(3):  # each run: two tries of 0.5 s (the agent's retries), then agent.timeout
+            started = time.monotonic()
+            with pytest.raises(AgentTimeout):
+                agent_run(name="hang", call=AgentCall(plan_id="p", step_id="s", step_key="k", attempt=1,
+                                                      input={}, context={}, timeout=0.5))
+            assert time.monotonic() - started < 5
+        assert hung_threads() <= 2  # its pool (max_concurrency 2), however many tries hung
+    finally:
+        hang.released.set()

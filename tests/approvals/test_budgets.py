@@ -10,7 +10,7 @@ import pytest
 from approvals import api as approvals
 from approvals.models import Approval
 from orchestrator import services
-from orchestrator.models import Step, UserBudget
+from orchestrator.models import Plan, Step, UserBudget
 from orchestrator.states import PlanStatus, StepStatus
 from tests.approvals.test_approvals import make_approver
 from tests.conftest import api_client, wait_for_plan
@@ -45,7 +45,7 @@ def test_a_step_over_the_plan_budget_waits_and_runs_once_approved(user: Any, dja
     response = api.post("/api/plans/", {"request": "on a budget", "steps": TWO_CALLS,
                                         "budget_cost": str(budget)}, format="json")
     assert response.status_code == 201, response.json()
-    plan = services.Plan.objects.get(id=response.json()["id"])
+    plan = Plan.objects.get(id=response.json()["id"])
 
     second = wait_for_step(plan, "second", StepStatus.WAITING)
     approval = Approval.objects.get(step_id=second.id)

@@ -45,8 +45,8 @@ def test_a_worker_killed_mid_step_loses_nothing_and_reruns_nothing_finished(
 
     os.kill(doomed.pid, signal.SIGKILL)  # no shutdown, no ack, no result: the step is left "running"
     doomed.wait()
-    # Its lease (timeout + grace) has run out as far as the reconciler can tell.
-    later = timezone.now() + timedelta(seconds=slow.timeout + settings.ORCH_LEASE_GRACE + 1)
+    # No heartbeat renews its lease any more: once the lease's time has passed, the worker counts as lost.
+    later = timezone.now() + timedelta(seconds=settings.ORCH_LEASE_TTL + 1)
     assert services.reconcile(now=later)["lease_expired"] == 1
     survivor, _ = start_worker("fragile", test_agents)
     try:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from common.errors import Conflict
 from orchestrator import services
 from orchestrator.models import Plan, PlanEvent, Step
 from orchestrator.planning import PlanInvalid
@@ -134,7 +135,7 @@ def test_cancel_ends_every_open_step_and_discards_late_results(user: Any) -> Non
     plan.refresh_from_db()
     assert plan.status == PlanStatus.CANCELLED
     assert {s.status for s in steps_of(plan).values()} == {StepStatus.CANCELLED}
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.plan_cancel(plan_id=plan.id, actor=user)
 
 
@@ -178,7 +179,7 @@ def test_planning_rejects_a_bad_llm_plan_with_its_code_and_no_steps(user: Any) -
     plan = services.plan_create(owner=user, request="do it scenario:cycle")
     assert plan.status == PlanStatus.PLANNING
 
-    services.plan_generate(plan_id=plan.id)
+    services.plan_generate(plan_id=plan.id, attempt=1, worker="test")
 
     plan.refresh_from_db()
     assert (plan.status, plan.error_code) == (PlanStatus.FAILED, "plan.cycle")
@@ -188,7 +189,7 @@ def test_planning_rejects_a_bad_llm_plan_with_its_code_and_no_steps(user: Any) -
 def test_planning_starts_a_good_llm_plan(user: Any) -> None:
     plan = services.plan_create(owner=user, request="do it scenario:good")
 
-    services.plan_generate(plan_id=plan.id)
+    services.plan_generate(plan_id=plan.id, attempt=1, worker="test")
 
     plan.refresh_from_db()
     assert plan.status in (PlanStatus.RUNNING, PlanStatus.SUCCEEDED)  # a test worker may be running it

@@ -1,0 +1,140 @@
+"""Budgets, hard caps and approval gates, checked when steps become ready; running totals of spending.
+
+A step's estimate (agents.api.agent_estimate) is checked against what its plan and its owner have spent
+plus everything reserved: the estimates of steps queued or running, and of the siblings freed earlier in
+the same pass. Over a budget the step waits for a person ("approve to exceed"); past a hard cap it fails
+with ``budget.cap_exceeded``, and no approval can override that.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Sum
+from django.utils import timezone
+
+from agents.api import Estimate, Totals, agent_estimate, agent_get, budget_check
+from approvals import api as approvals
+from orchestrator import selectors
+from orchestrator.models import Plan, Spending, Step, UserBudget
+from orchestrator.services.transitions import steps_transition
+from orchestrator.states import STEP_ACTIVE, StepStatus
+
+
+@dataclass
+class Reserved:
+    """Tokens and cost promised to steps that may still spend them."""
+
+    tokens: int = 0
+    cost: Decimal = Decimal(0)
+
+    def add(self, estimate: Estimate) -> None:
+        self.tokens += estimate.tokens
+        self.cost += estimate.cost
+
+
+def _reserved(steps: Any) -> Reserved:
+    sums = steps.filter(status__in=STEP_ACTIVE).aggregate(t=Sum("estimated_tokens"), c=Sum("estimated_cost"))
+    return Reserved(int(sums["t"] or 0), sums["c"] or Decimal(0))
+
+
+def _totals(owner: Spending, reserved: Reserved, *, cap: bool) -> Totals:
+    return Totals(tokens_used=owner.tokens_used + reserved.tokens, cost_used=owner.cost_used + reserved.cost,
+                  budget_tokens=owner.cap_tokens if cap else owner.budget_tokens,
+                  budget_cost=owner.cap_cost if cap else owner.budget_cost)
+
+
+class _Books:
+    """The spending a pass of the gate judges against: the plan's and its owner's totals plus reservations,
+    growing as the pass frees steps. Locks the owner's UserBudget row (plan, then user: the order every
+    writer of totals uses)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        user = UserBudget.objects.select_for_update().filter(user_id=plan.owner_id).first()
+        self.user = user if user is not None and user.limited() else None
+        self.limited = self.user is not None or plan.limited()
+        self.plan_reserved = _reserved(Step.objects.filter(plan=plan)) if self.limited else Reserved()
+        self.user_reserved = (_reserved(Step.objects.filter(plan__owner_id=plan.owner_id)) if self.user
+                              else Reserved())
+
+    def verdict(self, estimate: Estimate) -> tuple[str, str]:
+        """("ok" | "approve" | "cap", why) for a call of ``estimate``."""
+        if not self.limited:
+            return "ok", ""
+        for cap in (True, False):
+            check = budget_check(estimate=estimate, plan=_totals(self.plan, self.plan_reserved, cap=cap),
+                                 user=_totals(self.user, self.user_reserved, cap=cap) if self.user else None)
+            if not check.fits:
+                what = "pass the hard cap" if cap else "exceed the budget"
+                return ("cap" if cap else "approve",
+                        f"its estimate ({estimate.tokens} tokens, ${estimate.cost}) would {what} on "
+                        f"{', '.join(check.exceeded)}")
+        return "ok", ""
+
+    def reserve(self, estimate: Estimate) -> None:
+        self.plan_reserved.add(estimate)
+        self.user_reserved.add(estimate)
+
+
+def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
+    """Under the plan lock: judge each ready step against budgets, caps and approval policies, counting the
+    steps freed before it in this pass. A step past a hard cap fails; one that policy gates, or that would
+    exceed a budget, waits with a pending approval. Returns the steps free to run, and whether any failed."""
+    free: list[uuid.UUID] = []
+    refused = False
+    books: _Books | None = None
+    policies = approvals.policies()
+    for step in Step.objects.filter(id__in=ready).order_by("key"):
+        # Its dependencies' outputs matter to an LLM's estimate and to a person deciding; load them only then.
+        context = selectors.step_context(step) if agent_get(step.agent).kind == "llm" else None
+        estimate = agent_estimate(step.agent, step.input, context or {})
+        budget_reason = ""
+        if estimate.tokens or estimate.cost:
+            Step.objects.filter(id=step.id).update(estimated_tokens=estimate.tokens, estimated_cost=estimate.cost)
+            books = books or _Books(plan)
+            verdict, budget_reason = books.verdict(estimate)
+            if verdict == "cap":
+                steps_transition(step_ids=[step.id], sources=[StepStatus.PENDING], to=StepStatus.FAILED,
+                                 fields={"finished_at": timezone.now(), "error_code": "budget.cap_exceeded",
+                                         "error_message": budget_reason}, event_data={"code": "budget.cap_exceeded"})
+                refused = True
+                continue
+        facts = approvals.StepFacts(agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk,
+                                    estimated_cost=estimate.cost, requested=step.approval_requested,
+                                    budget_reason=budget_reason)
+        requirement = approvals.requirement_for(facts, among=policies)
+        if requirement is None:
+            free.append(step.id)
+            if books is not None:
+                books.reserve(estimate)
+            continue
+        if steps_transition(step_ids=[step.id], sources=[StepStatus.PENDING], to=StepStatus.WAITING,
+                            event_data={"reason": requirement.reason}):
+            approvals.approval_request(plan_id=plan.id, step_id=step.id, step_key=step.key, agent=step.agent,
+                                       plan_request=plan.request, owner=plan.owner, step_input=step.input,
+                                       context=selectors.step_context(step) if context is None else context,
+                                       requirement=requirement)
+    return free, refused
+
+
+def totals_add(plan: Plan, *, tokens: int, cost: Decimal | str) -> None:
+    """Add a call's tokens and cost to its plan's and its owner's running totals. The caller holds the
+    plan lock (and the locked instance stays current for budget checks in the same transaction); the
+    user's row is created on demand by an upsert, so concurrent plans cannot race it."""
+    if not tokens and not Decimal(cost):
+        return
+    plan_id, owner_id = plan.id, plan.owner_id
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Plan._meta.db_table} SET tokens_used = tokens_used + %s, "
+                       "cost_used = cost_used + %s::numeric WHERE id = %s", [tokens, str(cost), plan_id])
+        table = UserBudget._meta.db_table
+        cursor.execute(f"INSERT INTO {table} (user_id, tokens_used, cost_used) VALUES (%s, %s, %s::numeric) "
+                       f"ON CONFLICT (user_id) DO UPDATE SET tokens_used = {table}.tokens_used + EXCLUDED.tokens_used, "
+                       f"cost_used = {table}.cost_used + EXCLUDED.cost_used", [owner_id, tokens, str(cost)])
+    plan.tokens_used += tokens
+    plan.cost_used += Decimal(cost)

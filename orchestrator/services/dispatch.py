@@ -1,0 +1,80 @@
+"""Handing steps and planner runs to the broker. The database decides what runs; a message only says
+"go and claim (id, attempt)". A send that fails is marked on the step (``unsent``) and the reconciler sends
+it again at its next run; a message the broker loses is found by the reconciler too (services/reconcile.py).
+
+Sends never wait on a result backend (there is none: no task result is ever read) and fail fast while the
+broker is down (no publish retries): a request that queued steps answers at once during a Redis outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from celery import current_app, group
+from django.db import DatabaseError, transaction
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
+
+from agents.api import agent_get
+from orchestrator.models import Plan, Step
+from orchestrator.services.transitions import Moved
+
+log = logging.getLogger("orchestrator")
+
+RUN_STEP_TASK = "orchestrator.run_step"
+PLAN_GENERATE_TASK = "orchestrator.plan_generate"
+SEND_ERRORS = (BrokerError, RedisError, OSError)
+
+
+def _send(send: Callable[[], object], *, what: str, mark_unsent: Callable[[], object]) -> bool:
+    try:
+        send()
+        return True
+    except SEND_ERRORS as exc:
+        log.warning("orchestrator.dispatch.failed", extra={"what": what, "error": repr(exc)})
+    try:
+        mark_unsent()
+    except DatabaseError as exc:  # the age-based requeue still finds it
+        log.warning("orchestrator.dispatch.mark_failed", extra={"what": what, "error": repr(exc)})
+    return False
+
+
+def send_steps(moved: list[Moved]) -> bool:
+    """Publish one run_step message per step (a Celery group when there are several). False if the broker
+    could not take them: they are then marked ``unsent`` for the reconciler."""
+    if not moved:
+        return True
+    signatures = [
+        current_app.signature(RUN_STEP_TASK, args=(str(step.id), step.attempt), queue=agent_get(step.agent).queue,
+                              ignore_result=True, retry=False)
+        for step in moved
+    ]
+    sent = _send(
+        (signatures[0].apply_async if len(signatures) == 1 else group(signatures).apply_async),
+        what=f"{len(moved)} step(s) of plan {moved[0].plan_id}",
+        mark_unsent=lambda: Step.objects.filter(id__in=[s.id for s in moved]).update(unsent=True),
+    )
+    if sent:
+        log.debug("orchestrator.steps.dispatched", extra={"plan_id": str(moved[0].plan_id), "count": len(moved)})
+    return sent
+
+
+def dispatch_on_commit(moved: list[Moved]) -> None:
+    """Send the steps' messages once the transaction that queued them commits (never from inside it)."""
+    if moved:
+        transaction.on_commit(lambda: send_steps(moved))
+
+
+def send_planner(plan_id: uuid.UUID, attempt: int) -> bool:
+    return _send(
+        lambda: current_app.send_task(PLAN_GENERATE_TASK, args=(str(plan_id), attempt), ignore_result=True,
+                                      retry=False),
+        what=f"planner of plan {plan_id}",
+        mark_unsent=lambda: Plan.objects.filter(id=plan_id).update(planning_unsent=True),
+    )
+
+
+def planner_on_commit(plan_id: uuid.UUID, attempt: int) -> None:
+    transaction.on_commit(lambda: send_planner(plan_id, attempt))

@@ -1,0 +1,209 @@
+"""Creating, planning, cancelling plans, and resuming steps that waited for people."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.utils import timezone
+
+from agents.api import agent_get
+from approvals import api as approvals
+from common.errors import Conflict
+from orchestrator import experimenting, planning
+from orchestrator.models import Plan, Step
+from orchestrator.planning import StepSpec
+from orchestrator.services import leases
+from orchestrator.services.budgets import totals_add
+from orchestrator.services.dispatch import dispatch_on_commit, planner_on_commit
+from orchestrator.services.scheduling import advance
+from orchestrator.services.steps import durably
+from orchestrator.services.transitions import events_record, plan_locked, plan_transition, steps_transition
+from orchestrator.states import PLAN_TERMINAL, STEP_TERMINAL, PlanStatus, StepStatus
+
+log = logging.getLogger("orchestrator")
+
+RISK_LEVELS = ("low", "medium", "high")
+
+
+def _risk(spec: StepSpec) -> str:
+    """A step is as risky as its agent says (agents.yaml ``risk``), or more if the plan says so."""
+    agent_risk = str(agent_get(spec.agent).options.get("risk", "low"))
+    return max(agent_risk, spec.risk, key=lambda r: RISK_LEVELS.index(r) if r in RISK_LEVELS else 0)
+
+
+def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
+    agents = {spec.agent: agent_get(spec.agent) for spec in specs}
+    Step.objects.bulk_create(
+        Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
+             risk=_risk(spec), approval_requested=spec.approval, timeout=agents[spec.agent].timeout,
+             deadline=agents[spec.agent].deadline, max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
+        for spec in specs
+    )
+
+
+def _start(plan: Plan, specs: list[StepSpec]) -> None:
+    _steps_add(plan, specs)
+    plan_transition(plan, PlanStatus.RUNNING, data={"steps": len(specs)})
+    advance(plan)
+
+
+def plan_create(*, owner: User, request: str, template: str = "",
+                inputs: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None,
+                budget_tokens: int | None = None, budget_cost: Decimal | None = None,
+                cap_tokens: int | None = None, cap_cost: Decimal | None = None) -> Plan:
+    """Create a plan from a template, from explicit steps, or (neither given) by the LLM planner.
+
+    Budgets (``budget_*``) make a step that would exceed them wait for approval; caps (``cap_*``) refuse it.
+
+    Template and explicit plans are validated whole before anything is stored (raises PlanInvalid);
+    an LLM plan starts in ``planning`` and is validated by ``plan_generate``. Roots go out on commit.
+    """
+    inputs = dict(inputs or {})
+    variant = experimenting.plan_variant(owner=owner, template=template)  # experiments: a variant, maybe
+    template = variant.template if variant is not None else template  # experiments: may swap the template
+    specs: list[StepSpec] | None = None
+    if template:
+        specs, inputs = planning.template_plan(template, request=request, inputs=inputs)
+    elif steps is not None:
+        specs = planning.render(planning.parse_steps(steps), inputs)
+        planning.validate(specs, known_agents=planning.known_agents())
+    with transaction.atomic():
+        plan = Plan.objects.create(owner=owner, request=request, template=template, inputs=inputs,
+                                   budget_tokens=budget_tokens, budget_cost=budget_cost, cap_tokens=cap_tokens,
+                                   cap_cost=cap_cost, planning_attempt=1 if specs is None else 0,
+                                   planning_queued_at=timezone.now() if specs is None else None)
+        events_record(plan_id=plan.id, items=[("plan.created", "", {"template": template})], actor=owner)
+        specs = experimenting.plan_assign(variant, plan=plan, specs=specs)  # experiments: record, swap agents
+        if specs is None:
+            planner_on_commit(plan.id, 1)
+        else:
+            _start(plan, specs)
+    return plan
+
+
+# --- the LLM planner, claimed like a step ----------------------------------------------------------------
+
+
+def _planning_claim(plan_id: uuid.UUID, attempt: int, worker: str) -> Plan | None:
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Plan._meta.db_table} SET planning_lease_expires_at = %s, planning_worker = %s, "
+            "planning_deadline_at = %s::timestamptz + make_interval(secs => %s) "
+            "WHERE id = %s AND status = 'planning' AND planning_attempt = %s AND planning_lease_expires_at IS NULL "
+            "RETURNING id",
+            [leases.lease_expires_at(), worker, now, _planner_deadline(), plan_id, attempt])
+        claimed = cursor.fetchone() is not None
+    return Plan.objects.get(id=plan_id) if claimed else None
+
+
+def _planner_deadline() -> float:
+    return agent_get(planning.PLANNER_AGENT).deadline
+
+
+def plan_generate(*, plan_id: uuid.UUID, attempt: int, worker: str) -> None:
+    """Run the LLM planner for a ``planning`` plan and start it, or fail it with the plan error's code.
+
+    Claimed like a step (attempt and lease, renewed by the heartbeat): a duplicate or stale delivery is a
+    no-op, and a planner slower than the reconciler's patience is not sent again. The planner's tokens
+    count toward the plan's totals, whatever its answer. Calls an LLM outside any transaction."""
+    retry_for = time.monotonic() + settings.ORCH_DB_RETRY_FOR
+    try:
+        plan = durably(lambda: _planning_claim(plan_id, attempt, worker), until=lambda: retry_for,
+                       what="planner claim")
+    finally:
+        connection.close()
+    if plan is None:
+        log.info("orchestrator.plan.generate_noop", extra={"plan_id": str(plan_id), "attempt": attempt})
+        return
+    with leases.heartbeat.hold("plan", plan_id, attempt, seconds=_planner_deadline()) as lease:
+        answer = planning.llm_plan(request=plan.request, plan_id=str(plan_id), attempt=attempt,
+                                   deadline=lease.deadline)
+        try:
+            durably(lambda: _planned(plan_id, attempt, answer), until=lambda: lease.valid_until,
+                    what="planner result")
+        finally:
+            connection.close()
+
+
+def _planned(plan_id: uuid.UUID, attempt: int, answer: planning.PlannerAnswer) -> None:
+    with transaction.atomic():
+        plan = plan_locked(plan_id)
+        if plan.planning_attempt == attempt and plan.status != PlanStatus.PLANNING:
+            return  # this very answer was recorded already (a retried recording whose first try committed)
+        if answer.usage is not None:
+            totals_add(plan, tokens=answer.usage.total_tokens, cost=answer.usage.cost)
+            events_record(plan_id=plan.id, items=[("plan.planner_usage", "", {
+                "attempt": attempt, **answer.usage.as_dict()})])
+        if plan.status != PlanStatus.PLANNING or plan.planning_attempt != attempt:
+            return  # stale: another attempt owns the planning now (its tokens are counted above)
+        plan.planning_lease_expires_at = None
+        plan.save(update_fields=["planning_lease_expires_at"])
+        if answer.error is not None:
+            plan_transition(plan, PlanStatus.FAILED, error_code=answer.error.code,
+                            error_message=answer.error.message, data=answer.error.as_dict())
+        else:
+            _start(plan, answer.specs)
+
+
+# --- cancel, approvals ------------------------------------------------------------------------------------
+
+
+def plan_cancel(*, plan_id: uuid.UUID, actor: User | None = None) -> Plan:
+    """Cancel a plan and every step that has not ended. Raises Conflict if the plan has already ended.
+
+    A step whose agent is running keeps running, but its result is discarded (its attempt is stale)."""
+    with transaction.atomic():
+        plan = plan_locked(plan_id)
+        if plan.status in PLAN_TERMINAL:
+            raise Conflict(f"the plan has already {plan.status}", code="plan.finished")
+        open_steps = list(Step.objects.filter(plan=plan).exclude(status__in=STEP_TERMINAL)
+                          .values_list("id", flat=True))
+        # Their approvals close after commit, in their own transaction (lock order: approval, then plan).
+        transaction.on_commit(lambda: approvals.approvals_cancel(step_ids=open_steps))
+        steps_transition(step_ids=open_steps, actor=actor,
+                         sources=[StepStatus.PENDING, StepStatus.WAITING, StepStatus.QUEUED, StepStatus.RUNNING],
+                         to=StepStatus.CANCELLED,
+                         fields={"finished_at": timezone.now(), "error_code": "plan.cancelled",
+                                 "error_message": "the plan was cancelled", "lease_expires_at": None})
+        plan_transition(plan, PlanStatus.CANCELLED, actor=actor)
+    return plan
+
+
+def step_gate_resolved(resolution: approvals.Resolution) -> None:
+    """The approval of a waiting step was decided (inside the deciding transaction): run the step, with
+    the edited input if there is one, or end it rejected / failed; then advance its plan."""
+    plan = plan_locked(resolution.plan_id)
+    actor = resolution.actor
+    data = {"approval_id": str(resolution.approval_id), "timed_out": resolution.timed_out}
+    if resolution.status == "approved":
+        fields: dict[str, Any] = {"queued_at": timezone.now(), "requeues": 0}
+        if resolution.edited_input is not None:
+            fields["input"] = resolution.edited_input
+        moved = steps_transition(step_ids=[resolution.step_id], sources=[StepStatus.WAITING], to=StepStatus.QUEUED,
+                                 increment=("attempt",), fields=fields, event_data=data, actor=actor)
+        dispatch_on_commit(moved)
+    else:
+        rejected = resolution.status == "rejected"
+        code = "approval.rejected" if rejected else "approval.timed_out"
+        message = resolution.comment or ("a person rejected the step" if rejected else "no decision in time")
+        moved = steps_transition(step_ids=[resolution.step_id], sources=[StepStatus.WAITING],
+                                 to=StepStatus.REJECTED if rejected else StepStatus.FAILED,
+                                 fields={"finished_at": timezone.now(), "error_code": code,
+                                         "error_message": message},
+                                 event_data={**data, "code": code}, actor=actor)
+    if moved and plan.status == PlanStatus.RUNNING:
+        advance(plan)
+
+
+def approval_event(plan_id: uuid.UUID, type_: str, step_key: str, data: dict[str, Any],
+                   actor: User | None) -> None:
+    """Where the approvals app records its events: the plan's event record (the audit trail)."""
+    events_record(plan_id=plan_id, items=[(type_, step_key, data)], actor=actor)

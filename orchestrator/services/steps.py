@@ -1,0 +1,259 @@
+"""Running a step: claim, call its agent with no connection held, record the outcome.
+
+``step_run`` is the whole of one run_step delivery (the task is a thin adapter around it). A finished
+agent call is never lost to a short database outage: recording is retried with backoff for as long as the
+step's lease is known to hold (services/leases.py), so the agent is called again only when the worker is
+really gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+from tenacity.stop import stop_base
+
+from agents.api import AgentCall, AgentError, TransientAgentError, agent_run
+from agents.streaming import ChunkBuffer
+from common.text import storable
+from orchestrator import experimenting, selectors
+from orchestrator.models import Step
+from orchestrator.services import leases
+from orchestrator.services.budgets import totals_add
+from orchestrator.services.scheduling import advance
+from orchestrator.services.transitions import events_record, plan_of_step_locked, steps_transition
+from orchestrator.states import PlanStatus, StepStatus
+
+log = logging.getLogger("orchestrator")
+
+# Usage keys that say how an agent call was served (issue 14; agents.base.Usage.marks), copied into the
+# step.succeeded event.
+USAGE_MARKS = ("cached", "routed", "saved_cost", "variant")
+
+# A database that is restarting or a connection that dropped: worth trying again on a fresh connection.
+DB_TRANSIENT = (OperationalError, InterfaceError)
+
+
+class _stop_at(stop_base):
+    def __init__(self, until: Callable[[], float]) -> None:
+        self.until = until
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return time.monotonic() + (state.upcoming_sleep or 0) >= self.until()
+
+
+def durably[T](action: Callable[[], T], *, until: Callable[[], float], what: str) -> T:
+    """Run a short database action, retrying it on a fresh connection (backoff 0.1 s .. 2 s) while the
+    database is unreachable, until ``until()`` (a time.monotonic() value). Re-raises the last error then."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        connection.close()  # a broken connection goes back to the pool, which checks before handing one out
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("orchestrator.db.retrying", extra={"what": what, "try": state.attempt_number,
+                                                       "error": repr(exc)})
+
+    retrying = Retrying(retry=retry_if_exception_type(DB_TRANSIENT), wait=wait_exponential(multiplier=0.1, max=2),
+                        stop=_stop_at(until), before_sleep=before_sleep, reraise=True)
+    return retrying(action)
+
+
+@dataclass(frozen=True)
+class ClaimedStep:
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    key: str
+    agent: str
+    attempt: int
+    input: dict[str, Any]
+    context: dict[str, Any]
+    timeout: float
+    deadline: float  # seconds the whole run may take, from the claim
+
+
+def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep | None:
+    """Claim a queued step for this delivery. None if the delivery is a duplicate or stale: the step is
+    already claimed, finished, cancelled, or was queued again under a new attempt.
+
+    The claim is one statement, atomic on its own: it runs in autocommit (no BEGIN/COMMIT round trips on
+    the hottest path). It sets the lease and the run's deadline. The context read after it needs no
+    transaction: succeeded outputs never change. Must not be called inside a transaction."""
+    now = timezone.now()
+    moved = steps_transition(step_ids=[step_id], sources=[StepStatus.QUEUED], to=StepStatus.RUNNING,
+                             attempt=attempt, run_started_at=now, event_data={"worker": worker},
+                             fields={"started_at": now, "worker": worker,
+                                     "lease_expires_at": leases.lease_expires_at()})
+    if not moved:
+        log.info("orchestrator.step.claim_noop", extra={"step_id": str(step_id), "attempt": attempt})
+        return None
+    step = moved[0]
+    context = selectors.outputs_of(plan_id=step.plan_id, keys=step.depends_on)
+    return ClaimedStep(step.id, step.plan_id, step.key, step.agent, attempt, step.input, context, step.timeout,
+                       step.deadline)
+
+
+def _already_recorded(step_id: uuid.UUID, attempt: int, to: StepStatus) -> bool:
+    return Step.objects.filter(id=step_id, attempt=attempt, status=to).exists()
+
+
+def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[str, Any],
+              event_data: dict[str, Any] | None = None, spent: tuple[int, Decimal] | None = None) -> bool:
+    """Record how a running attempt ended and advance its plan, in one transaction under the plan lock.
+
+    A stale attempt's result is discarded, but what it spent is still added to the totals (it was spent);
+    a retry of a recording that did commit changes nothing."""
+    with transaction.atomic():
+        plan = plan_of_step_locked(step_id)
+        if plan is None:
+            return False
+        moved = steps_transition(step_ids=[step_id], sources=[StepStatus.RUNNING], to=to, attempt=attempt,
+                                 event_data=event_data,
+                                 fields={**fields, "finished_at": timezone.now(), "lease_expires_at": None})
+        if not moved:
+            if _already_recorded(step_id, attempt, to):
+                return True
+            log.info("orchestrator.step.result_stale", extra={"step_id": str(step_id), "attempt": attempt})
+            if spent is not None:
+                totals_add(plan, tokens=spent[0], cost=spent[1])
+            return False
+        if spent is not None:
+            totals_add(plan, tokens=spent[0], cost=spent[1])
+        if plan.status == PlanStatus.RUNNING:
+            advance(plan, after_success_of=moved[0].key if to == StepStatus.SUCCEEDED else None)
+    return True
+
+
+def _spent(usage: dict[str, Any] | None) -> tuple[int, Decimal] | None:
+    if not usage:
+        return None
+    tokens = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
+    return tokens, Decimal(str(usage.get("cost") or "0"))
+
+
+def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None) -> bool:
+    """Record a result and start what it unblocks. False if this attempt is no longer current.
+
+    ``usage`` (``prompt_tokens``, ``completion_tokens``, ``cost`` as a decimal string, ``model``) is stored
+    on the step and added to the plan's and the owner's totals in the same transaction. Text Postgres
+    cannot store (U+0000, lone surrogates) is escaped. Raises TypeError, before writing anything, if the
+    output is not JSON."""
+    output = storable(output)
+    json.dumps(output)
+    fields: dict[str, Any] = {"output": output, "usage": usage}
+    if usage:
+        fields.update(prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                      completion_tokens=int(usage.get("completion_tokens", 0)),
+                      cost=Decimal(str(usage.get("cost") or "0")))
+    # experiments: how the call was served (cached, routed, variant) goes into the step.succeeded event too.
+    marks = {key: usage[key] for key in USAGE_MARKS if usage and key in usage}
+    return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED, fields=fields,
+                     spent=_spent(usage), event_data=marks or None)
+
+
+def step_fail(*, step_id: uuid.UUID, attempt: int, code: str, message: str,
+              usage: dict[str, Any] | None = None) -> bool:
+    """Record a terminal failure (and what its tries spent); its dependents are cancelled, and the plan
+    fails once settled."""
+    message = storable(message)
+    return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.FAILED,
+                     fields={"error_code": code, "error_message": message[:2000]},
+                     event_data={"code": code, "message": message[:500]}, spent=_spent(usage))
+
+
+def _running_step_event(step_id: uuid.UUID, attempt: int, type_: str, data: dict[str, Any]) -> None:
+    """Record an event of a running attempt (short transaction); nothing if it is no longer running.
+    Best effort: progress is not worth failing a step over, so a database error is logged."""
+    try:
+        with transaction.atomic():
+            step = Step.objects.filter(id=step_id, attempt=attempt, status=StepStatus.RUNNING).values(
+                "plan_id", "key").first()
+            if step is not None:
+                events_record(plan_id=step["plan_id"], items=[(type_, step["key"], {"attempt": attempt, **data})])
+    except DatabaseError as exc:
+        log.warning("orchestrator.step.event_lost", extra={"step_id": str(step_id), "type": type_,
+                                                           "error": repr(exc)})
+    finally:
+        connection.close()
+
+
+def step_output_chunk(*, step_id: uuid.UUID, attempt: int, text: str) -> None:
+    """Record a batch of streamed output as a ``step.output`` event."""
+    _running_step_event(step_id, attempt, "step.output", {"text": storable(text)})
+
+
+def step_retrying(*, step_id: uuid.UUID, attempt: int, code: str, message: str, delay: float) -> None:
+    """Record that the agent call hit a transient error and will be tried again after ``delay`` s."""
+    _running_step_event(step_id, attempt, "step.retrying",
+                        {"code": code, "message": storable(message)[:500], "delay": round(delay, 3)})
+
+
+# --- one delivery, whole ---------------------------------------------------------------------------------
+
+
+def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | None) -> Callable[[], object]:
+    """Call the step's agent (no connection held, within the lease's deadline); return how to record it."""
+    step_id, attempt = claimed.id, claimed.attempt
+    output = ChunkBuffer(lambda text: step_output_chunk(step_id=step_id, attempt=attempt, text=text))
+    call = AgentCall(plan_id=str(claimed.plan_id), step_id=str(step_id), step_key=claimed.key, attempt=attempt,
+                     input=claimed.input, context=claimed.context, timeout=claimed.timeout,
+                     deadline=lease.deadline, on_chunk=output.add, tokens_left=tokens_left)
+
+    def on_retry(try_number: int, exc: TransientAgentError, delay: float) -> None:
+        step_retrying(step_id=step_id, attempt=attempt, code=exc.code, message=exc.message, delay=delay)
+
+    try:
+        result = agent_run(name=claimed.agent, call=call, on_retry=on_retry)
+        output.close()
+    except AgentError as exc:
+        code, message = exc.code, exc.message
+        spent = exc.usage.as_dict() if exc.usage is not None else None
+        return lambda: step_fail(step_id=step_id, attempt=attempt, code=code, message=message, usage=spent)
+    except Exception as exc:  # the agent boundary: a crash in agent code fails the step, visibly
+        log.exception("orchestrator.step.agent_crashed", extra={"step_id": str(step_id), "attempt": attempt})
+        message = f"{type(exc).__name__}: {exc}"
+        return lambda: step_fail(step_id=step_id, attempt=attempt, code="agent.crashed", message=message)
+    usage = result.usage.as_dict() if result.usage is not None else {}
+    if result.agent != claimed.agent:
+        usage["agent"] = result.agent  # its fallback answered
+
+    def record() -> object:
+        try:
+            return step_succeed(step_id=step_id, attempt=attempt, output=result.output, usage=usage or None)
+        except TypeError as exc:
+            return step_fail(step_id=step_id, attempt=attempt, code="agent.bad_output",
+                             message=f"the agent's output is not JSON: {exc}", usage=usage or None)
+
+    return record
+
+
+def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
+    """One delivery of a step: claim it (a duplicate or stale delivery stops here), call its agent while
+    the heartbeat keeps the lease, record the outcome. Must not be called inside a transaction.
+
+    Raises a database error only when recording failed for as long as the lease held: the reconciler then
+    gives the step a new attempt, since this worker can no longer know that it still owns it."""
+    retry_for = time.monotonic() + settings.ORCH_DB_RETRY_FOR
+    try:
+        claimed = durably(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker),
+                          until=lambda: retry_for, what="claim")
+        # experiments: the call's max_tokens follows what the plan's token budget has left
+        tokens_left = experimenting.tokens_left(claimed.plan_id) if claimed is not None else None
+    finally:
+        connection.close()  # no connection is held while the agent waits on the network
+    if claimed is None:
+        return
+    with leases.heartbeat.hold("step", claimed.id, attempt, seconds=claimed.deadline) as lease:
+        record = _call_agent(claimed, lease, tokens_left)
+        try:
+            durably(record, until=lambda: lease.valid_until, what="record")
+        finally:
+            connection.close()

@@ -1,0 +1,187 @@
+"""The one writer of ``Step.status`` and ``Plan.status``, the plan lock, and the event record.
+
+Concurrency rules: see ``orchestrator/services/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import connection
+from django.db.models import JSONField
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from common.errors import NotFound
+from orchestrator import events
+from orchestrator.models import Plan, PlanEvent, Step
+from orchestrator.states import (
+    PLAN_TERMINAL,
+    STEP_TRANSITIONS,
+    InvalidTransition,
+    PlanStatus,
+    StepStatus,
+    check_plan_transition,
+)
+
+EVENT_FOR_STATUS = {
+    StepStatus.QUEUED: "step.queued",
+    StepStatus.RUNNING: "step.started",
+    StepStatus.SUCCEEDED: "step.succeeded",
+    StepStatus.FAILED: "step.failed",
+    StepStatus.REJECTED: "step.rejected",
+    StepStatus.CANCELLED: "step.cancelled",
+    StepStatus.WAITING: "step.waiting",
+    StepStatus.PENDING: "step.pending",
+}
+
+_STEP = Step._meta.db_table
+_EVENT = PlanEvent._meta.db_table
+_PLAN = Plan._meta.db_table
+_COUNTERS = frozenset({"attempt", "requeues"})
+_JSON_COLUMNS = frozenset(f.column for f in Step._meta.concrete_fields if isinstance(f, JSONField))
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A step that ``steps_transition`` moved, as it is after the move."""
+
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    key: str
+    agent: str
+    attempt: int
+    input: dict[str, Any]
+    depends_on: list[str]
+    timeout: float
+    deadline: float
+
+
+def events_record(*, plan_id: uuid.UUID, items: list[tuple[str, str, dict[str, Any]]],
+                  actor: User | None = None) -> None:
+    """Append (type, step_key, data) events to the plan's record. Runs in the caller's transaction.
+
+    Once that transaction commits, the events go out to live subscribers (``orchestrator.events``): never
+    before (a rolled-back event is never seen) and never raising (a client that missed the announcement
+    resumes from these rows).
+    """
+    now = timezone.now()
+    stored = PlanEvent.objects.bulk_create(
+        PlanEvent(plan_id=plan_id, type=type_, step_key=key, data=data, actor=actor, created_at=now)
+        for type_, key, data in items
+    )
+    events.publish_on_commit(stored)
+
+
+def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepStatus], to: StepStatus,
+                     attempt: int | list[int] | None = None, increment: tuple[str, ...] = (),
+                     fields: dict[str, Any] | None = None,
+                     run_started_at: datetime | None = None, event: str | None = None,
+                     event_data: dict[str, Any] | None = None, actor: User | None = None) -> list[Moved]:
+    """Move the given steps from one of ``sources`` to ``to``; return those that moved.
+
+    The caller names the statuses it expects the steps in (each move must be one the state machine
+    allows: ``InvalidTransition`` otherwise, a programming error). One statement: a conditional
+    UPDATE ... RETURNING whose rows also append one event each. Steps in another status, or whose attempt
+    is not ``attempt`` (when given; a list gives each step's own), are left alone: a duplicate or stale
+    request is a no-op. ``fields`` are plain column values, ``increment`` names integer columns to add one
+    to (``attempt``: a new delivery; ``requeues``); ``run_started_at`` sets the run's deadline (that time plus the
+    step's ``deadline`` seconds). Events go out to live subscribers after commit.
+    """
+    step_ids = list(step_ids)
+    source_list = [StepStatus(s) for s in sources]
+    for source in source_list:
+        if to not in STEP_TRANSITIONS[source]:
+            raise InvalidTransition(f"a {source} step cannot become {to}")
+    if not step_ids or not source_list:
+        return []
+    sets: list[str] = ["status = %s"]
+    params: list[Any] = [str(to)]
+    for column, value in (fields or {}).items():
+        sets.append(f"{column} = %s")
+        params.append(Jsonb(value) if column in _JSON_COLUMNS and value is not None else value)
+    if not set(increment) <= _COUNTERS:
+        raise ValueError(f"only {sorted(_COUNTERS)} can be incremented, not {increment}")
+    sets += [f"{column} = {column} + 1" for column in increment]
+    if run_started_at is not None:
+        sets.append("deadline_at = %s::timestamptz + make_interval(secs => deadline)")
+        params.append(run_started_at)
+    where = "status = ANY(%s)"
+    params.append([str(s) for s in source_list])
+    if isinstance(attempt, list):
+        where += " AND (id, attempt) IN (SELECT * FROM unnest(%s::uuid[], %s::int[]))"
+        params += [step_ids, attempt]
+    else:
+        where += " AND id = ANY(%s)"
+        params.append(step_ids)
+        if attempt is not None:
+            where += " AND attempt = %s"
+            params.append(attempt)
+    event_type, extra, now = event or EVENT_FOR_STATUS[to], event_data or {}, timezone.now()
+    params += [event_type, Jsonb(extra), actor.pk if actor else None, now]
+    sql = f"""
+        WITH moved AS (
+            UPDATE {_STEP} SET {", ".join(sets)} WHERE {where}
+            RETURNING id, plan_id, key, agent, attempt, input, depends_on, timeout, deadline
+        ), recorded AS (
+            INSERT INTO {_EVENT} (plan_id, step_key, type, data, actor_id, created_at)
+            SELECT plan_id, key, %s, jsonb_build_object('attempt', attempt, 'agent', agent) || %s::jsonb, %s, %s
+            FROM moved
+            RETURNING id, plan_id, step_key
+        )
+        SELECT moved.*, recorded.id FROM moved JOIN recorded
+            ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    # Django has psycopg hand jsonb back as text (JSONField decodes it); so does this raw cursor.
+    moved = [Moved(id=row[0], plan_id=row[1], key=row[2], agent=row[3], attempt=row[4], input=json.loads(row[5]),
+                   depends_on=row[6], timeout=row[7], deadline=row[8]) for row in rows]
+    events.publish_on_commit(
+        PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,
+                  data={"attempt": step.attempt, "agent": step.agent, **extra}, created_at=now)
+        for step, row in zip(moved, rows, strict=True)
+    )
+    return moved
+
+
+def plan_locked(plan_id: uuid.UUID) -> Plan:
+    """The plan, its row locked for the rest of the transaction. Raises NotFound.
+
+    FOR NO KEY UPDATE: event rows inserted by claims reference the plan (FOR KEY SHARE) and must not queue
+    behind a step's end."""
+    try:
+        return Plan.objects.select_for_update(no_key=True).get(id=plan_id)
+    except Plan.DoesNotExist:
+        raise NotFound(f"no plan {plan_id}") from None
+
+
+def plan_of_step_locked(step_id: uuid.UUID) -> Plan | None:
+    """The step's plan, locked, in one statement (a hot path: compiling the ORM query cost more than
+    running it). None if there is no such step."""
+    return next(iter(Plan.objects.raw(
+        f"SELECT * FROM {_PLAN} WHERE id = (SELECT plan_id FROM {_STEP} WHERE id = %s) FOR NO KEY UPDATE",
+        [step_id])), None)
+
+
+def plan_transition(plan: Plan, to: PlanStatus, *, data: dict[str, Any] | None = None,
+                    actor: User | None = None, **fields: Any) -> None:
+    """The only writer of ``Plan.status``; the caller holds the plan's row lock."""
+    check_plan_transition(plan.status, to)
+    plan.status = to
+    now = timezone.now()
+    if to == PlanStatus.RUNNING:
+        plan.started_at = now
+    if to in PLAN_TERMINAL:
+        plan.finished_at = now
+    for name, value in fields.items():
+        setattr(plan, name, value)
+    plan.save(update_fields=["status", "started_at", "finished_at", *fields])
+    event = {"running": "plan.started", "succeeded": "plan.completed"}.get(str(to), f"plan.{to}")
+    events_record(plan_id=plan.id, items=[(event, "", data or {})], actor=actor)

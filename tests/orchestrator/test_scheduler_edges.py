@@ -1,0 +1,161 @@
+"""The scheduler's edges, against the real database without a worker: budgets across siblings, the
+requeue racing a claim, the step model over REST, one definition of readiness, and the hot path's queries."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from approvals.models import Approval, ApprovalPolicy
+from orchestrator import services
+from orchestrator.models import Plan, PlanEvent, Step
+from orchestrator.services import readiness
+from orchestrator.states import STEP_UNSUCCESSFUL, StepStatus
+from tests.conftest import api_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def steps_of(plan: Plan) -> dict[str, Step]:
+    return {step.key: step for step in Step.objects.filter(plan=plan)}
+
+
+def test_parallel_roots_against_a_hard_cap_run_only_what_fits(user: Any) -> None:
+    from agents.api import agent_estimate
+
+    each = agent_estimate("held_llm", {"prompt": "go"}, {}).tokens
+    plan = services.plan_create(owner=user, request="capped", cap_tokens=2 * each + each // 2,
+                                steps=[{"key": key, "agent": "held_llm", "input": {"prompt": "go"}} for key in "abc"])
+
+    statuses = sorted(step.status for step in steps_of(plan).values())
+    assert statuses == [StepStatus.FAILED, StepStatus.QUEUED, StepStatus.QUEUED]
+    failed = Step.objects.get(plan=plan, status=StepStatus.FAILED)
+    assert failed.error_code == "budget.cap_exceeded"
+
+
+def test_a_claim_racing_the_requeue_leaves_one_running_attempt(user: Any, settings: Any) -> None:
+    settings.ORCH_REQUEUE_AFTER = 0  # every queued step's message looks lost to the reconciler
+    for _ in range(10):
+        plan = services.plan_create(owner=user, request="race", steps=[{"key": "a", "agent": "held"}])
+        step = steps_of(plan)["a"]
+        barrier = threading.Barrier(2)
+
+        def claim(step_id: uuid.UUID = step.id) -> None:
+            barrier.wait()
+            services.step_claim(step_id=step_id, attempt=1, worker="w")
+            connection.close()
+
+        def requeue() -> None:
+            barrier.wait()
+            services.reconcile()
+            connection.close()
+
+        threads = [threading.Thread(target=claim), threading.Thread(target=requeue)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        step.refresh_from_db()
+        assert (step.status, step.attempt, step.worker) == (StepStatus.RUNNING, 1, "w")
+        assert PlanEvent.objects.filter(plan=plan, type="step.started").count() == 1
+
+
+def test_requeues_are_capped_and_end_undeliverable(user: Any, settings: Any) -> None:
+    settings.ORCH_MAX_REQUEUES = 2
+    plan = services.plan_create(owner=user, request="nobody listens", steps=[{"key": "a", "agent": "held"}])
+    later = timezone.now()
+    for _ in range(3):
+        later += timedelta(hours=1)
+        services.reconcile(now=later)
+
+    step = steps_of(plan)["a"]
+    plan.refresh_from_db()
+    assert (step.status, step.error_code, step.requeues) == (StepStatus.FAILED, "step.undeliverable", 2)
+    assert plan.status == "failed" and plan.error_code == "step.undeliverable"
+
+
+def test_approval_and_risk_given_over_rest_gate_the_steps(user: Any) -> None:
+    ApprovalPolicy.objects.create(name="high risk", min_risk="high")
+    response = api_client(user).post("/api/plans/", {"request": "gated", "steps": [
+        {"key": "asked", "agent": "held", "approval": True},
+        {"key": "risky", "agent": "held", "risk": "high"},
+        {"key": "plain", "agent": "held"}]}, format="json")
+
+    assert response.status_code == 201, response.json()
+    steps = {step["key"]: step["status"] for step in response.json()["steps"]}
+    assert steps == {"asked": "waiting", "risky": "waiting", "plain": "queued"}
+    assert Approval.objects.filter(plan_id=response.json()["id"], status="pending").count() == 2
+
+
+def test_an_unknown_step_field_over_rest_is_refused_not_dropped(user: Any) -> None:
+    response = api_client(user).post("/api/plans/", {"request": "typo", "steps": [
+        {"key": "a", "agent": "held", "aproval": True}]}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "plan.invalid_schema"
+    assert "aproval" in response.json()["error"]["message"]
+    assert not Plan.objects.exists()
+
+
+def _random_plan(rng: random.Random, owner: Any, size: int) -> tuple[Plan, dict[str, list[str]], dict[str, str]]:
+    """A random DAG whose steps carry random statuses consistent with a run in progress."""
+    plan = Plan.objects.create(owner=owner, request="generated", status="running")
+    deps: dict[str, list[str]] = {}
+    status: dict[str, str] = {}
+    for i in range(size):
+        key = f"s{i}"
+        deps[key] = [f"s{j}" for j in rng.sample(range(i), rng.randint(0, min(3, i)))] if i else []
+        upstream = [status[d] for d in deps[key]]
+        if all(s == "succeeded" for s in upstream):
+            status[key] = rng.choice(["pending", "queued", "running", "succeeded", "succeeded", "failed", "waiting"])
+        else:
+            status[key] = rng.choice(["pending", "pending", "cancelled"])
+    Step.objects.bulk_create(Step(plan=plan, key=k, agent="held", depends_on=deps[k], status=status[k])
+                             for k in deps)
+    return plan, deps, status
+
+
+def test_readiness_in_sql_agrees_with_its_definition_on_generated_dags(user: Any) -> None:
+    rng = random.Random(7)
+    for _ in range(25):
+        plan, deps, status = _random_plan(rng, user, rng.randint(1, 40))
+        ids = {step.key: step.id for step in Step.objects.filter(plan=plan)}
+        expected_ready = {k for k, d in deps.items() if status[k] == "pending" and all(status[x] == "succeeded" for x in d)}
+        doomed: set[str] = set()
+        changed = True
+        while changed:  # the definition: a pending step behind an unsuccessful (or doomed) one can never run
+            changed = False
+            for k, d in deps.items():
+                if status[k] == "pending" and k not in doomed and any(
+                        status[x] in {str(s) for s in STEP_UNSUCCESSFUL} or x in doomed for x in d):
+                    doomed.add(k)
+                    changed = True
+
+        assert set(readiness.steps_ready(plan_id=plan.id)) == {ids[k] for k in expected_ready}
+        assert set(readiness.steps_doomed(plan_id=plan.id)) == {ids[k] for k in doomed}
+        for key in rng.sample(sorted(deps), min(3, len(deps))):
+            after = {k for k in expected_ready if key in deps[k]}
+            assert set(readiness.steps_ready(plan_id=plan.id, dependents_of=key)) == {ids[k] for k in after}
+
+
+def test_the_claim_and_a_step_end_take_a_fixed_number_of_queries(user: Any, django_assert_num_queries: Any) -> None:
+    plan = services.plan_create(owner=user, request="hot path", steps=[
+        {"key": "a", "agent": "held"}, {"key": "b", "agent": "held", "depends_on": ["a"]}])
+    a, b = steps_of(plan)["a"], steps_of(plan)["b"]
+
+    with django_assert_num_queries(1):  # the claim: one statement (a root has no context to read)
+        services.step_claim(step_id=a.id, attempt=1, worker="w")
+    # the end, in one transaction (BEGIN, COMMIT): lock the plan, record + event, the readiness of its
+    # dependents, their gate (one policy read, one step read), queue them
+    with django_assert_num_queries(8):
+        services.step_succeed(step_id=a.id, attempt=1, output="a", usage=None)
+    with django_assert_num_queries(2):  # a claim with dependencies also reads their outputs
+        services.step_claim(step_id=b.id, attempt=1, worker="w")
