@@ -92,6 +92,9 @@ class Approval(models.Model):
     escalate_group = models.CharField(max_length=150, blank=True)
     escalate_webhook = models.URLField(blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
+    # Escalation notifications still to deliver (their tasks retry; approvals.expire re-sends lost ones).
+    escalation_mail_pending = models.BooleanField(default=False)
+    escalation_webhook_pending = models.BooleanField(default=False)
     edited_input = models.JSONField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,

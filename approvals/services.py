@@ -22,7 +22,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 
 from approvals.models import Approval, ApprovalStatus, OnTimeout, Vote
 from approvals.policies import Requirement
@@ -221,13 +224,39 @@ def approvals_expire(*, now: datetime | None = None) -> dict[str, int]:
             if approval.status != ApprovalStatus.PENDING or approval.escalated_at:
                 continue
             approval.escalated_at = now
-            approval.save(update_fields=["escalated_at"])
             recipients = _group_emails(approval.escalate_group)
+            approval.escalation_mail_pending = bool(recipients)
+            approval.escalation_webhook_pending = bool(approval.escalate_webhook)
+            approval.save(update_fields=["escalated_at", "escalation_mail_pending", "escalation_webhook_pending"])
             _emit(approval, "approval.escalated", group=approval.escalate_group, recipients=len(recipients),
                   webhook=bool(approval.escalate_webhook))
-            transaction.on_commit(lambda a=approval, r=recipients: _notify(a, r))  # type: ignore[misc]
+            transaction.on_commit(lambda a=approval: _send_notifications(a))  # type: ignore[misc]
             counts["escalated"] += 1
+    lost_before = now - timedelta(seconds=NOTIFY_RESEND_AFTER)
+    stuck = Approval.objects.filter(Q(escalation_mail_pending=True) | Q(escalation_webhook_pending=True),
+                                    escalated_at__lt=lost_before)
+    for approval in stuck[:500]:
+        _send_notifications(approval)  # a lost message: its task never ran (it retries on its own otherwise)
     return counts
+
+
+# A pending escalation notification older than this lost its task message: it is sent again.
+NOTIFY_RESEND_AFTER = 900
+
+
+def _send_notifications(approval: Approval) -> None:
+    """Hand the escalation's mail and webhook to their retrying tasks (approvals/tasks.py)."""
+    from approvals import tasks
+
+    for pending, task in ((approval.escalation_mail_pending, tasks.escalation_mail),
+                          (approval.escalation_webhook_pending, tasks.escalation_webhook)):
+        if not pending:
+            continue
+        try:
+            task.apply_async(args=(str(approval.id),), retry=False)
+        except (KombuError, RedisError, OSError) as exc:  # approvals.expire sends it again later
+            log.warning("approvals.escalation.send_failed", extra={"approval_id": str(approval.id),
+                                                                   "error": repr(exc)})
 
 
 def _group_emails(group: str) -> list[str]:
@@ -237,23 +266,34 @@ def _group_emails(group: str) -> list[str]:
     return list(users.values_list("email", flat=True))
 
 
-def _notify(approval: Approval, recipients: list[str]) -> None:
-    """Escalation: an email to the escalation group and a webhook POST. Runs after commit."""
+def escalation_mail_send(*, approval_id: uuid.UUID) -> None:
+    """Email the escalation group about an overdue approval, once. Does I/O outside any transaction (the
+    mail server's own timeout bounds it); raises the mail error so that the task retries it."""
+    approval = Approval.objects.filter(id=approval_id, escalation_mail_pending=True).first()
+    if approval is None:
+        return  # sent already (a duplicate delivery), or nothing to send
     subject = f"Approval overdue: step {approval.step_key} of plan {approval.plan_id}"
     body = (f"The step {approval.step_key!r} ({approval.agent}) of the plan {approval.plan_request[:200]!r} has "
             f"waited since {approval.created_at:%Y-%m-%d %H:%M} UTC. Deadline: {approval.deadline}, then "
             f"{approval.on_timeout} by default.\nDecide: {admin_url(approval.id)}")
+    recipients = _group_emails(approval.escalate_group)
     if recipients:
         send_mail(subject, body, None, recipients, fail_silently=False)
-    if approval.escalate_webhook:
-        payload = {"type": "approval.escalated", "approval_id": str(approval.id), "plan_id": str(approval.plan_id),
-                   "step": approval.step_key, "agent": approval.agent, "deadline": str(approval.deadline),
-                   "admin_url": admin_url(approval.id)}
-        try:
-            httpx.post(approval.escalate_webhook, json=payload, timeout=5).raise_for_status()
-        except httpx.HTTPError as exc:
-            log.warning("approvals.escalation.webhook_failed", extra={"approval_id": str(approval.id),
-                                                                      "error": repr(exc)})
+    Approval.objects.filter(id=approval_id).update(escalation_mail_pending=False)
+    log.info("approvals.escalation.mailed", extra={"approval_id": str(approval_id), "recipients": len(recipients)})
+
+
+def escalation_webhook_send(*, approval_id: uuid.UUID) -> None:
+    """POST the escalation to its webhook, once. Raises httpx.HTTPError so that the task retries it."""
+    approval = Approval.objects.filter(id=approval_id, escalation_webhook_pending=True).first()
+    if approval is None:
+        return
+    payload = {"type": "approval.escalated", "approval_id": str(approval.id), "plan_id": str(approval.plan_id),
+               "step": approval.step_key, "agent": approval.agent, "deadline": str(approval.deadline),
+               "admin_url": admin_url(approval.id)}
+    httpx.post(approval.escalate_webhook, json=payload, timeout=5).raise_for_status()
+    Approval.objects.filter(id=approval_id).update(escalation_webhook_pending=False)
+    log.info("approvals.escalation.webhook_sent", extra={"approval_id": str(approval_id)})
 
 
 def approvals_cancel(*, step_ids: list[uuid.UUID]) -> int:

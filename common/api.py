@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from common.errors import DomainError
+from common.middleware import DATABASE_DOWN, RETRY_AFTER_SECONDS
 
 
 def error_response(code: str, message: str, http_status: int, **extra: Any) -> Response:
@@ -18,6 +19,11 @@ def error_response(code: str, message: str, http_status: int, **extra: Any) -> R
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DATABASE_DOWN):
+        response = error_response("service.unavailable", "The database is unavailable for a moment; try again "
+                                  "shortly.", status.HTTP_503_SERVICE_UNAVAILABLE)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     if isinstance(exc, DomainError):
         return error_response(exc.code, exc.message, exc.http_status)
     response = drf_exception_handler(exc, context)

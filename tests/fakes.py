@@ -14,6 +14,7 @@ One threaded HTTP server on a free loopback port serves:
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -133,3 +134,33 @@ class FakeServer:
 
     def close(self) -> None:
         self.httpd.shutdown()
+
+
+class FakeMailServer:
+    """A real SMTP server (aiosmtpd) on a free loopback port that refuses the first ``failures`` messages
+    with a transient error (451), then accepts and keeps them in ``messages``."""
+
+    def __init__(self, failures: int = 0) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.failures = failures
+        self.attempts = 0
+        self.messages: list[Any] = []
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
+                server.attempts += 1
+                if server.attempts <= server.failures:
+                    return "451 4.3.0 try again later"
+                server.messages.append(envelope)
+                return "250 OK"
+
+        with socket.socket() as probe:  # a free port (the controller checks it can connect to the one given)
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def close(self) -> None:
+        self.controller.stop()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, Permission
-from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
@@ -17,8 +17,8 @@ from approvals.models import Approval, ApprovalPolicy
 from orchestrator import services
 from orchestrator.models import PlanEvent, Step
 from orchestrator.states import PlanStatus, StepStatus
-from tests.conftest import wait_for_plan
-from tests.fakes import FakeServer
+from tests.conftest import start_worker, stop_worker, wait_for_plan
+from tests.fakes import FakeMailServer, FakeServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -220,23 +220,37 @@ def test_two_racing_decisions_give_one_outcome(user: Any, approver: Any, django_
     assert PlanEvent.objects.filter(plan=plan, type="approval.decided").count() == 1
 
 
-def test_escalation_emails_the_group_and_calls_the_webhook(user: Any, fake_server: FakeServer,
-                                                           django_user_model: Any) -> None:
-    group = Group.objects.create(name="escalation")
-    make_approver(django_user_model, "boss").groups.add(group)
-    ApprovalPolicy.objects.create(name="escalating", step_key="gated", timeout_seconds=3600,
-                                  escalate_after_seconds=600, escalate_group=group,
-                                  escalate_webhook=f"{fake_server.url}/webhook")
-    plan = gated_plan(user)
-    finish(step(plan, "a"))
+def test_escalation_emails_the_group_and_calls_the_webhook_retrying_a_failing_mail_server(
+        user: Any, fake_server: FakeServer, django_user_model: Any, test_agents: str) -> None:
+    mail_server = FakeMailServer(failures=2)  # refuses the first two tries (451), then accepts
+    notifier, _ = start_worker("notify", test_agents, env={
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(mail_server.port)})
+    try:
+        group = Group.objects.create(name="escalation")
+        make_approver(django_user_model, "boss").groups.add(group)
+        ApprovalPolicy.objects.create(name="escalating", step_key="gated", timeout_seconds=3600,
+                                      escalate_after_seconds=600, escalate_group=group,
+                                      escalate_webhook=f"{fake_server.url}/webhook")
+        plan = gated_plan(user)
+        finish(step(plan, "a"))
 
-    counts = approvals.approvals_expire(now=timezone.now() + timedelta(seconds=601))
-    again = approvals.approvals_expire(now=timezone.now() + timedelta(seconds=700))
+        counts = approvals.approvals_expire(now=timezone.now() + timedelta(seconds=601))
+        again = approvals.approvals_expire(now=timezone.now() + timedelta(seconds=700))
+        deadline = time.monotonic() + 60
+        while Approval.objects.filter(escalation_mail_pending=True).exists() or not mail_server.messages:
+            assert time.monotonic() < deadline, f"no mail after {mail_server.attempts} tries"
+            time.sleep(0.2)
+    finally:
+        stop_worker(notifier)
+        mail_server.close()
 
     assert (counts["escalated"], again["escalated"]) == (1, 0)
-    assert mail.outbox[0].to == ["boss@example.com"]
-    assert "gated" in mail.outbox[0].subject
+    assert mail_server.attempts == 3 and len(mail_server.messages) == 1  # retried twice, delivered once
+    assert mail_server.messages[0].rcpt_tos == ["boss@example.com"]
+    assert b"gated" in mail_server.messages[0].content
     assert fake_server.webhooks[-1]["approval_id"] == str(waiting_approval(plan).id)
+    assert not Approval.objects.filter(escalation_webhook_pending=True).exists()
     assert PlanEvent.objects.filter(plan=plan, type="approval.escalated").count() == 1
 
 

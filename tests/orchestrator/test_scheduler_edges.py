@@ -47,12 +47,12 @@ def test_a_claim_racing_the_requeue_leaves_one_running_attempt(user: Any, settin
         step = steps_of(plan)["a"]
         barrier = threading.Barrier(2)
 
-        def claim(step_id: uuid.UUID = step.id) -> None:
+        def claim(step_id: uuid.UUID = step.id, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             services.step_claim(step_id=step_id, attempt=1, worker="w")
             connection.close()
 
-        def requeue() -> None:
+        def requeue(barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             services.reconcile()
             connection.close()
@@ -128,7 +128,8 @@ def test_readiness_in_sql_agrees_with_its_definition_on_generated_dags(user: Any
     for _ in range(25):
         plan, deps, status = _random_plan(rng, user, rng.randint(1, 40))
         ids = {step.key: step.id for step in Step.objects.filter(plan=plan)}
-        expected_ready = {k for k, d in deps.items() if status[k] == "pending" and all(status[x] == "succeeded" for x in d)}
+        expected_ready = {k for k, d in deps.items()
+                          if status[k] == "pending" and all(status[x] == "succeeded" for x in d)}
         doomed: set[str] = set()
         changed = True
         while changed:  # the definition: a pending step behind an unsuccessful (or doomed) one can never run
