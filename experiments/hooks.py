@@ -8,16 +8,19 @@ costs one query every few seconds per process.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from agents.api import AgentCall
 from experiments.models import Assignment, Experiment, Status
+
+log = logging.getLogger("experiments")
 
 _running: dict[str, float | bool] = {"checked": 0.0, "any": False}
 
@@ -46,6 +49,9 @@ def call_variant(name: str, call: AgentCall) -> tuple[AgentCall, dict[str, Any]]
         row = (Assignment.objects.filter(plan_id=plan_id)
                .values("experiment__name", "experiment__agent", "variant__name", "variant__system_prompt",
                        "variant__model").first())
+    except DatabaseError as exc:  # an experiment is never worth failing a call over: run it unchanged
+        log.warning("experiments.hook.unavailable", extra={"plan_id": call.plan_id, "error": repr(exc)})
+        return call, {}
     finally:
         if not connection.in_atomic_block:
             connection.close()  # no connection held across the agent call

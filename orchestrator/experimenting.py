@@ -9,16 +9,20 @@ that its call sites there stay one line each (marked ``# experiments:``).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import replace
 from decimal import Decimal
 
 from django.contrib.auth.models import User
+from django.db import DatabaseError
 
 from experiments import api as experiments
 from orchestrator.models import Plan
 from orchestrator.planning import StepSpec
 from orchestrator.states import PLAN_TERMINAL
+
+log = logging.getLogger("orchestrator")
 
 
 def plan_variant(*, owner: User, template: str) -> experiments.Choice | None:
@@ -53,7 +57,11 @@ def plan_outcomes(plan_ids: list[uuid.UUID]) -> list[experiments.PlanOutcome]:
 def tokens_left(plan_id: uuid.UUID) -> int | None:
     """What the plan's token limits (hard cap and budget, whichever is lower) have left, or None if it has
     none. A budget already exceeded (a person approved going past it) no longer limits; a cap does."""
-    row = (Plan.objects.filter(id=plan_id).values("budget_tokens", "cap_tokens", "tokens_used").first())
+    try:
+        row = Plan.objects.filter(id=plan_id).values("budget_tokens", "cap_tokens", "tokens_used").first()
+    except DatabaseError as exc:  # the step was claimed; its budget gate was passed: run it uncapped
+        log.warning("orchestrator.tokens_left.unavailable", extra={"plan_id": str(plan_id), "error": repr(exc)})
+        return None
     if row is None:
         return None
     used = row["tokens_used"]
