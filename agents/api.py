@@ -32,6 +32,7 @@ from agents.errors import (
     UnknownAgent,
 )
 from agents.kinds.llm import JUDGE_REQUEST, LlmAgent
+from agents.streaming import ChunkBuffer
 
 __all__ = [
     "AgentCall",
@@ -41,6 +42,7 @@ __all__ = [
     "AgentStatus",
     "TransientAgentError",
     "BudgetCheck",
+    "ChunkBuffer",
     "Estimate",
     "JUDGE_REQUEST",
     "Totals",

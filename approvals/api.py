@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db.models import Count, Q
 
 from approvals import services
 from approvals.models import Approval
@@ -64,11 +65,16 @@ class ApprovalInfo:
             agent=approval.agent, status=approval.status, policy=approval.policy, reason=approval.reason,
             input=approval.input, edited_input=approval.edited_input,
             required_approvals=approval.required_approvals,
-            approvals=approval.votes.filter(approve=True).count(), deadline=approval.deadline,
+            approvals=_approving_votes(approval), deadline=approval.deadline,
             on_timeout=approval.on_timeout, created_at=approval.created_at, decided_at=approval.decided_at,
             decided_by=approval.decided_by.get_username() if approval.decided_by else None,
             comment=approval.comment, admin_url=admin_url(approval.id),
         )
+
+
+def _approving_votes(approval: Approval) -> int:
+    annotated = getattr(approval, "approving_votes", None)  # from approvals_visible's one query
+    return int(annotated) if annotated is not None else approval.votes.filter(approve=True).count()
 
 
 def approvals_visible(*, user: User, status: str | None = None,
@@ -79,6 +85,7 @@ def approvals_visible(*, user: User, status: str | None = None,
         approvals = approvals.filter(status=status)
     if plan_id:
         approvals = approvals.filter(plan_id=plan_id)
+    approvals = approvals.annotate(approving_votes=Count("votes", filter=Q(votes__approve=True)))
     return [ApprovalInfo.of(a) for a in approvals.order_by("created_at")[:500]]
 
 

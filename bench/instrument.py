@@ -3,7 +3,9 @@
 The harness adds ``-I bench.instrument`` to workers when BENCH_PROFILE is set (and runs py-spy on them).
 Once the worker is ready, the functions below are wrapped; at shutdown a table of calls, total and mean
 wall time is written to ``$BENCH_TIMINGS``. ``plan lock held`` is from the plan row lock being taken
-(``_plan_locked`` returned) to its transaction's commit. Nothing here changes behaviour.
+(``plan_locked`` or ``plan_of_step_locked`` returned) to its transaction's commit. The services import each
+other's functions by name, so each is wrapped in every services module that names it: every call is timed
+once, through the module it is called from. Nothing here changes behaviour.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
-SERVICES = ["step_claim", "_step_end", "_plan_locked", "steps_transition", "events_record", "_advance",
-            "_advance_after_success", "_gate", "_totals_add", "_finish", "_send_steps", "plan_advance"]
+SERVICES = ["step_claim", "_step_end", "steps_transition", "events_record", "advance", "steps_ready",
+            "steps_doomed", "plan_settled", "gate", "totals_add", "finish", "send_steps", "plan_advance",
+            "durably", "agent_run", "outputs_of"]
+LOCKS = ["plan_locked", "plan_of_step_locked"]
 _totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 _mutex = threading.Lock()
 
@@ -42,24 +46,33 @@ def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@worker_ready.connect
-def install(**_: Any) -> None:
+def _lock_timed(locker: Callable[..., Any]) -> Callable[..., Any]:
     from django.db import transaction
 
-    from orchestrator import services, tasks
-
-    for name in SERVICES:
-        if hasattr(services, name):  # the list may name functions that services no longer has
-            setattr(services, name, _timed(name, getattr(services, name)))
-    tasks.agent_run = _timed("agent_run", tasks.agent_run)
-    locked = services._plan_locked
-
-    def plan_locked(plan_id: Any) -> Any:
-        plan = locked(plan_id)
+    @functools.wraps(locker)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        plan = locker(*args, **kwargs)
         taken = time.perf_counter()
         transaction.on_commit(lambda: _add("plan lock held", time.perf_counter() - taken))
         return plan
-    services._plan_locked = plan_locked
+    return wrapper
+
+
+@worker_ready.connect
+def install(**_: Any) -> None:
+    from orchestrator import tasks
+    from orchestrator.services import budgets, dispatch, plans, readiness, reconcile, scheduling, steps, transitions
+
+    wrapped: dict[str, Callable[..., Any]] = {}
+    for module in (transitions, readiness, scheduling, budgets, dispatch, steps, plans, reconcile):
+        for name in SERVICES + LOCKS:
+            original = vars(module).get(name)
+            if original is None:
+                continue
+            if name not in wrapped:
+                inner = _lock_timed(original) if name in LOCKS else original
+                wrapped[name] = _timed(name, inner)
+            setattr(module, name, wrapped[name])
     run_step = tasks.run_step.run
     tasks.run_step.run = _timed("run_step", run_step)  # type: ignore[method-assign]
 

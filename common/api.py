@@ -20,10 +20,10 @@ def error_response(code: str, message: str, http_status: int, **extra: Any) -> R
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DATABASE_DOWN):
-        response = error_response("service.unavailable", "The database is unavailable for a moment; try again "
-                                  "shortly.", status.HTTP_503_SERVICE_UNAVAILABLE)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        unavailable = error_response("service.unavailable", "The database is unavailable for a moment; try "
+                                     "again shortly.", status.HTTP_503_SERVICE_UNAVAILABLE)
+        unavailable["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return unavailable
     if isinstance(exc, DomainError):
         return error_response(exc.code, exc.message, exc.http_status)
     response = drf_exception_handler(exc, context)

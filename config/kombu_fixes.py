@@ -14,19 +14,19 @@ below refuses another kombu version until someone has checked whether the fix is
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
-import kombu
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 PATCHED_VERSION = "5.7.0"
 
-if kombu.__version__ != PATCHED_VERSION:
-    raise RuntimeError(f"config/kombu_fixes.py patches kombu {PATCHED_VERSION}, not {kombu.__version__}: check "
+if (installed := metadata.version("kombu")) != PATCHED_VERSION:
+    raise RuntimeError(f"config/kombu_fixes.py patches kombu {PATCHED_VERSION}, not {installed}: check "
                        "whether the Redis transport still fails closing a channel without a client, then update it")
 
-_connparams = kombu_redis.Channel._connparams
+_connparams = kombu_redis.Channel._connparams  # type: ignore[attr-defined]
 
 
 def _connparams_or_connection_error(self: Any, asynchronous: bool = False) -> Any:
@@ -35,4 +35,4 @@ def _connparams_or_connection_error(self: Any, asynchronous: bool = False) -> An
     return _connparams(self, asynchronous=asynchronous)
 
 
-kombu_redis.Channel._connparams = _connparams_or_connection_error
+kombu_redis.Channel._connparams = _connparams_or_connection_error  # type: ignore[attr-defined]

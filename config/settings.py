@@ -232,8 +232,8 @@ ORCH_WORKFLOWS_DIR = Path(env("ORCH_WORKFLOWS_DIR") or BASE_DIR / "workflows")
 # clients catch up from storage, so a Redis outage never slows a request down.
 EVENTSTREAM_REDIS = {**_redis_connection.parse_url(REDIS_URL), "socket_connect_timeout": 2, "socket_keepalive": True,
                      "retry": Retry(NoBackoff(), 0)}
-EVENTSTREAM_STORAGE_CLASS = "orchestrator.events.PlanEventStorage"
-EVENTSTREAM_CHANNELMANAGER_CLASS = "orchestrator.events.PlanChannelManager"
+EVENTSTREAM_STORAGE_CLASS = "streams.eventstream.PlanEventStorage"
+EVENTSTREAM_CHANNELMANAGER_CLASS = "streams.eventstream.PlanChannelManager"
 LOGIN_URL = "login"
 
 # --- Approvals ------------------------------------------------------------------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from redis import Redis
 from redis.exceptions import RedisError
-
-from config.celery import app
 
 
 def _database() -> bool:
@@ -29,7 +28,7 @@ def _redis() -> bool:
 
 def _workers() -> int:
     try:
-        return len(app.control.ping(timeout=1.0) or [])
+        return len(current_app.control.ping(timeout=1.0) or [])
     except (RedisError, OSError):
         return 0
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from importlib import metadata
 from typing import Any
 
 from django_eventstream import eventstream, views  # type: ignore[import-untyped]
@@ -154,8 +155,16 @@ def get_events_resuming(request: EventRequest, limit: int = 100, user: Any = Non
     return response
 
 
+PATCHED_VERSION = "5.3.4"
+
+
 def install() -> None:
     """Put the fixes in place before any stream starts (the library looks its listener manager and
-    ``get_events`` up at each use)."""
+    ``get_events`` up at each use). Refuses another version of the library: these fixes replace its
+    internals, and must be checked against any other version before they are applied to it."""
+    installed = metadata.version("django-eventstream")
+    if installed != PATCHED_VERSION:
+        raise RuntimeError(f"streams/eventstream_fixes.py patches django-eventstream {PATCHED_VERSION}, not "
+                           f"{installed}: check each fix against the new version, then update PATCHED_VERSION")
     eventstream.get_events = get_events_resuming
     views.listener_manager = CatchUpListenerManager()

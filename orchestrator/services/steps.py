@@ -23,8 +23,7 @@ from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 from tenacity.stop import stop_base
 
-from agents.api import AgentCall, AgentError, TransientAgentError, agent_run
-from agents.streaming import ChunkBuffer
+from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_run
 from common.text import storable
 from orchestrator import experimenting, selectors
 from orchestrator.models import Step

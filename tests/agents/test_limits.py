@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from decimal import Decimal
 
@@ -35,8 +36,10 @@ def test_a_slot_frees_when_another_call_ends() -> None:
 
     holder = threading.Thread(target=hold)
     holder.start()
+    deadline = time.monotonic() + 10
     while limits.slots_in_use(agent) == 0:
-        pass
+        assert time.monotonic() < deadline, "the holder never took the slot"
+        time.sleep(0.01)
     release.set()
     with limits.concurrency_slot(agent, limit=1, lease=30, wait=5):
         assert limits.slots_in_use(agent) == 1

@@ -151,3 +151,15 @@ def test_a_person_edits_and_approves_in_the_admin_and_the_plan_finishes(asgi_ser
     assert plan.status == "succeeded"
     assert Step.objects.get(plan=plan, key="draft").output["input"] == {"prompt": "edited in the browser"}
     assert Approval.objects.get(plan_id=plan.id).decided_by == approver
+
+
+def test_the_approvals_list_takes_the_same_queries_for_one_or_many(user: Any, django_assert_max_num_queries: Any,
+                                                                  django_user_model: Any) -> None:
+    from approvals import api as approvals_api
+
+    approver = make_approver(django_user_model, "lister")
+    for _ in range(5):
+        services.plan_create(owner=user, request="x", steps=[{"key": "g", "agent": "held", "approval": True}])
+    with django_assert_max_num_queries(4):  # permissions (2), the approvals with their vote counts
+        listed = approvals_api.approvals_visible(user=approver)
+    assert len(listed) == 5
