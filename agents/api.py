@@ -20,7 +20,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from agents import limits, registry, telemetry
+from agents import cache, limits, registry, routing, telemetry
 from agents.base import AgentCall, AgentResult, AgentSpec, Usage
 from agents.costs import BudgetCheck, Estimate, Totals, budget_check, cost_of, priced
 from agents.errors import (
@@ -31,7 +31,7 @@ from agents.errors import (
     TransientAgentError,
     UnknownAgent,
 )
-from agents.kinds.llm import LlmAgent
+from agents.kinds.llm import JUDGE_REQUEST, LlmAgent
 from agents.providers import LlmChoice, llm_choices, llm_log_choices, llm_summary
 from agents.streaming import ChunkBuffer
 
@@ -46,6 +46,7 @@ __all__ = [
     "ChunkBuffer",
     "Estimate",
     "LlmChoice",
+    "JUDGE_REQUEST",
     "Totals",
     "UnknownAgent",
     "Usage",
@@ -59,11 +60,29 @@ __all__ = [
     "llm_choices",
     "llm_log_choices",
     "llm_summary",
+    "on_call",
 ]
 
 log = logging.getLogger("agents")
 
 RetryHook = Callable[[int, TransientAgentError, float], None]
+# (agent name, call) -> the call to make instead, and marks for its usage (e.g. {"variant": ...}).
+CallHook = Callable[[str, AgentCall], tuple[AgentCall, dict[str, Any]]]
+_call_hooks: list[CallHook] = []
+
+
+def on_call(hook: CallHook) -> None:
+    """Let another app shape calls before they run (the experiments app's variants register here in its
+    AppConfig.ready(), so this app never imports it). A hook must be fast and must not raise."""
+    _call_hooks.append(hook)
+
+
+def _hooked(name: str, call: AgentCall) -> tuple[AgentCall, dict[str, Any]]:
+    marks: dict[str, Any] = {}
+    for hook in _call_hooks:
+        call, more = hook(name, call)
+        marks.update(more)
+    return call, marks
 
 
 def agent_list() -> list[AgentSpec]:
@@ -175,7 +194,7 @@ def _limited(spec: AgentSpec, target: Any, call: AgentCall) -> AgentResult:
         limits.rate_acquire(f"{limit.name}:requests", per_minute=limit.requests_per_minute, burst=limit.burst,
                             wait=_left(call))
     if limit is not None and limit.tokens_per_minute and isinstance(target, LlmAgent):
-        reserved = target.prompt_tokens_bound(call.input, call.context) + target.max_tokens
+        reserved = target.prompt_tokens_bound(call.input, call.context) + target.max_tokens_for(call)
         limits.rate_acquire(f"{limit.name}:tokens", per_minute=limit.tokens_per_minute,
                             burst=max(limit.burst, limit.tokens_per_minute // 10), cost=reserved, wait=_left(call))
     with limits.concurrency_slot(spec.name, limit=spec.max_concurrency, lease=call.timeout + 30,
@@ -238,16 +257,23 @@ def agent_run(*, name: str, call: AgentCall, on_retry: RetryHook | None = None) 
     the call whose failure opened it; with no fallback the call fails at once with ``agent.circuit_open``.
     The result's ``usage`` carries its cost from the price table; ``agent`` names the agent that answered.
 
+    Issue 14: hooks (``on_call``) may override the call's prompt or model (an experiment's variant); an
+    agent with ``cache`` answers an identical call from Redis at no cost; one with ``cheap_model`` routes a
+    simple input to it first (agents/routing.py). How a call was served is in ``usage.marks``.
+
     Must not be called inside a database transaction: it waits on the network. Raises AgentError.
     """
     tried: list[str] = []
+    original = call
     while True:
         spec = agent_get(name)
         tried.append(name)
         started = time.monotonic()
+        # experiments: a running experiment's variant may override this call's prompt or model.
+        call, marks = _hooked(name, original)
         try:
             with telemetry.agent_span(agent=name, kind=spec.kind, step_id=call.step_id, attempt=call.attempt):
-                result = _run_one(spec, call, on_retry)
+                result = _served(spec, call, on_retry)
         except (CircuitOpen, TransientAgentError) as exc:
             # Fall back while the breaker is open, also when this very call's failure opened it.
             if spec.fallback is None or spec.fallback in tried:
@@ -260,6 +286,16 @@ def agent_run(*, name: str, call: AgentCall, on_retry: RetryHook | None = None) 
             continue
         log.info("agents.call.done", extra={"agent": name, "step_id": call.step_id,
                                             "seconds": round(time.monotonic() - started, 3)})
-        usage = priced(result.usage) if result.usage is not None else None
+        usage = result.usage if result.usage is None or "routed" in result.usage.marks else priced(result.usage)
+        if usage is not None and marks:
+            usage = replace(usage, marks={**usage.marks, **marks})
         return replace(result, usage=usage, agent=name)
+
+
+def _served(spec: AgentSpec, call: AgentCall, on_retry: RetryHook | None) -> AgentResult:
+    """The response cache around routing around the tries (each with its retries)."""
+    target = registry.agent(spec.name)
+    main_model = target.model if isinstance(target, LlmAgent) else ""
+    return cache.cached_run(spec, call, lambda c: routing.routed_run(
+        spec, c, lambda r: _run_one(spec, r, on_retry), main_model=main_model))
 

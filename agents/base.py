@@ -56,6 +56,12 @@ class AgentCall:
     timeout: float
     on_chunk: ChunkHook | None = field(default=None, compare=False, repr=False)
     deadline: float | None = None
+    # Cost controls and experiments (issue 14), all optional. ``model`` and ``system_prompt`` override an
+    # ``llm`` agent's own (an experiment's variant, routing to a cheaper model); ``tokens_left`` is what the
+    # plan's token budget has left, and caps the most the model may answer (agents/tokens.py).
+    model: str | None = None
+    system_prompt: str | None = None
+    tokens_left: int | None = None
 
     def remaining(self) -> float:
         """Seconds left before the deadline (the try's timeout when there is none)."""
@@ -72,12 +78,17 @@ class AgentCall:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens one call used; ``cost`` is filled in by ``agents.api`` from the price table."""
+    """Tokens one call used; ``cost`` is filled in by ``agents.api`` from the price table.
+
+    ``marks`` records how the call was served (issue 14): ``cached`` (true: from the response cache, at no
+    cost), ``routed`` (``cheap`` | ``escalated`` | ``main``) with ``saved_cost``, and ``variant`` (the
+    experiment's variant that shaped it). They are stored with the step's usage and its events."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
     cost: Decimal = Decimal(0)
+    marks: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def total_tokens(self) -> int:
@@ -85,7 +96,7 @@ class Usage:
 
     def as_dict(self) -> dict[str, Any]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "model": self.model, "cost": str(self.cost)}
+                "model": self.model, "cost": str(self.cost), **self.marks}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
+from agents.cost_options import CacheOptions, RouteOptions
+
 Risk = Literal["low", "medium", "high"]
 
 
@@ -34,9 +36,14 @@ class AgentModel(Strict):
     retries: PositiveInt | None = None
     breaker: BreakerConfigModel | None = None
     risk: Risk = "low"
+    # Issue 14, the response cache (agents/cost_options.py checks how the keys combine): kept in options.
+    side_effects: bool = False
+    cache: CacheOptions | None = None
 
 
-COMMON = frozenset(AgentModel.model_fields) - {"risk"}  # risk stays in options: approvals read it there
+COST_KEYS = frozenset({"side_effects", "cache", "cheap_model", "route"})
+# risk stays in options (approvals read it there), and so do the cost keys (agents/cache.py, routing.py)
+COMMON = frozenset(AgentModel.model_fields) - {"risk"} - COST_KEYS
 
 
 class LlmAgentModel(AgentModel):
@@ -54,6 +61,9 @@ class LlmAgentModel(AgentModel):
     latency_ms: int | None = None  # the offline provider's simulated latency
     context_budget: PositiveInt | None = None  # tokens of assembled context (memory); MEMORY_CONTEXT_BUDGET
     context_window: PositiveInt | None = None  # the model's window: caps context_budget + max_tokens
+    # routing to a cheaper model (agents/routing.py)
+    cheap_model: str | None = None
+    route: RouteOptions | None = None
 
 
 class EgressModel(AgentModel):

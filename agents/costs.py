@@ -7,7 +7,7 @@ A model with no price costs 0 (the offline provider, local models).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from agents import registry
@@ -43,8 +43,7 @@ def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
 
 def priced(usage: Usage) -> Usage:
     """``usage`` with its cost from the price table."""
-    return Usage(usage.prompt_tokens, usage.completion_tokens, usage.model,
-                 cost_of(usage.model, usage.prompt_tokens, usage.completion_tokens))
+    return replace(usage, cost=cost_of(usage.model, usage.prompt_tokens, usage.completion_tokens))
 
 
 @dataclass(frozen=True)

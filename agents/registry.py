@@ -19,6 +19,7 @@ import yaml
 from django.conf import settings
 from pydantic import ValidationError
 
+from agents import cost_options
 from agents.base import Agent, AgentSpec
 from agents.config import COMMON, AgentModel, AgentsFileModel, LlmAgentModel, describe
 from agents.errors import AgentConfigError, UnknownAgent
@@ -116,6 +117,7 @@ def specs() -> dict[str, AgentSpec]:
     for spec in found.values():
         if spec.fallback is not None and spec.fallback not in found:
             raise AgentConfigError(f"agent {spec.name!r}: its fallback {spec.fallback!r} is not an agent")
+        cost_options.parse(spec)  # issue 14's keys (cache, side_effects, cheap_model, route): agents/cost_options.py
     return found
 
 

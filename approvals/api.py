@@ -32,6 +32,7 @@ __all__ = [
     "approval_get", "policies",
     "Requirement", "Resolution", "StepFacts", "admin_url", "approval_decide", "approval_request",
     "approvals_cancel", "approvals_expire", "approvals_visible", "on_event", "on_resolved", "requirement_for",
+    "approval_outcomes",
 ]
 
 
@@ -104,3 +105,27 @@ def approval_decide(*, approval_id: uuid.UUID | str, user: User, decision: str,
     approval = services.approval_decide(approval_id=approval_id, user=user, approve=decision == "approve",
                                         edited_input=edited_input, comment=comment)
     return ApprovalInfo.of(approval)
+
+
+# --- issue 14: what experiments score (approved as is, edited, rejected) ---------------------------------
+
+_OUTCOME_RANK = ("approved", "edited", "timed_out", "rejected")  # a plan's worst decision is its outcome
+
+
+def approval_outcomes(*, plan_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Per plan with decided approvals: ``rejected`` if a person rejected one, ``timed_out`` if one ended
+    without a decision (no decided_by), ``edited`` if one was approved with an edited input, else
+    ``approved`` (as it was). Plans with no decided approval are left out. One query."""
+    found: dict[uuid.UUID, str] = {}
+    decided = Approval.objects.filter(plan_id__in=plan_ids).exclude(status__in=["pending", "cancelled"])
+    for plan_id, status, edited, decided_by in decided.values_list("plan_id", "status", "edited_input",
+                                                                  "decided_by_id"):
+        if decided_by is None:
+            outcome = "timed_out"
+        elif status == "approved":
+            outcome = "edited" if edited is not None else "approved"
+        else:
+            outcome = "rejected"
+        if _OUTCOME_RANK.index(outcome) >= _OUTCOME_RANK.index(found.get(plan_id, "approved")):
+            found[plan_id] = outcome
+    return found

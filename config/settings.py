@@ -483,3 +483,22 @@ OAUTH2_PROVIDER = {
 REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].insert(  # type: ignore[attr-defined]
     1, "common.scopes.OAuth2ClientAuthentication")  # after Token: a 401 still says "Token"
 REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"].append("common.scopes.OAuthScopes")  # type: ignore[attr-defined]
+
+# --- Experiments and cost (issue 14: experiments/, agents/cache.py, agents/routing.py) -------------------
+# The response cache and routing to cheaper models are opt-in per agent (agents.yaml); these switch them
+# off everywhere (benchmarks compare both).
+AGENT_CACHE_ENABLED = env("AGENT_CACHE_ENABLED", "1") != "0"
+AGENT_ROUTING_ENABLED = env("AGENT_ROUTING_ENABLED", "1") != "0"
+EXPERIMENTS_FILE = Path(env("EXPERIMENTS_FILE") or BASE_DIR / "experiments.yaml")
+# How long a process trusts "no experiment is running" before asking the database again (seconds).
+EXPERIMENTS_RUNNING_TTL = float(env("EXPERIMENTS_RUNNING_TTL", "5") or 5)
+INSTALLED_APPS += ["experiments"]
+CELERY_TASK_ROUTES["experiments.evaluate"] = {"queue": "scheduler"}
+CELERY_TASK_ROUTES["experiments.judge"] = {"queue": "agents"}  # an LLM call: never in the scheduler's pool
+# A succeeded plan still without a judge's score this long after it was scored is sent to the judge again.
+EXPERIMENTS_JUDGE_RETRY_AFTER = env_int("EXPERIMENTS_JUDGE_RETRY_AFTER", 300)
+# Score finished plans of running experiments (cost, latency, approvals, the judge) and apply stop rules.
+CELERY_BEAT_SCHEDULE["experiments.evaluate"] = {
+    "task": "experiments.evaluate",
+    "schedule": timedelta(seconds=env_int("EXPERIMENTS_EVALUATE_EVERY", 60)),
+}

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from agents.views import AgentViewSet
 from approvals.views import ApprovalViewSet, workflow_approve
 from audit.views import AuditViewSet
+from experiments.views import ExperimentViewSet
 from integrations.views import WebhookViewSet
 from orchestrator import guide
 from orchestrator import health as health_views
@@ -18,8 +19,9 @@ router = DefaultRouter()
 router.register("plans", PlanViewSet, basename="plan")
 router.register("agents", AgentViewSet, basename="agent")
 router.register("approvals", ApprovalViewSet, basename="approval")
-router.register("webhooks", WebhookViewSet, basename="webhook")  # issue 11
-router.register("audit", AuditViewSet, basename="audit")  # issue 11
+router.register("webhooks", WebhookViewSet, basename="webhook")
+router.register("audit", AuditViewSet, basename="audit")
+router.register("experiments", ExperimentViewSet, basename="experiment")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -21,3 +21,9 @@ class OrchestratorConfig(AppConfig):
         from orchestrator.services import memory as step_memory
 
         memory.on_owner_of_plan(step_memory.owner_of_plan)
+
+        # experiments: the experiments app reads ended plans through this (it never imports our models).
+        from experiments import api as experiments
+        from orchestrator import experimenting
+
+        experiments.on_plan_outcomes(experimenting.plan_outcomes)

@@ -101,7 +101,13 @@ agents:
     os.environ["APPROVALS_FILE"] = str(no_policies)
     settings.APPROVALS_FILE = no_policies
     policies._yaml_policies.cache_clear()
-    files = os.pathsep.join([str(ROOT / "agents.yaml"), str(path), str(agent_fakes.agents_file)])
+    # experiments (issue 14): its agents (cache, routing, prices of test models) reach the fake server by
+    # ${TEST_FAKE_SERVER_URL}; the worker looks up running experiments on every call (no 5 s memo).
+    os.environ["TEST_FAKE_SERVER_URL"] = fake_server.url
+    os.environ["EXPERIMENTS_RUNNING_TTL"] = "0"
+    settings.EXPERIMENTS_RUNNING_TTL = 0.0
+    files = os.pathsep.join([str(ROOT / "agents.yaml"), str(path), str(agent_fakes.agents_file),
+                             str(ROOT / "tests" / "experiments" / "agents.test.yaml")])
     os.environ["AGENTS_FILE"] = files
     settings.AGENTS_FILE = files
     registry.reload()

@@ -46,6 +46,7 @@ class FakeServer:
         self.calls: Counter[str] = Counter()
         self.gates: dict[str, threading.Event] = {}
         self.webhooks: list[dict[str, Any]] = []
+        self.max_tokens: dict[str, Any] = {}  # the last max_tokens asked of each model
         self.lock = threading.Lock()
         server = self
 
@@ -104,6 +105,13 @@ class FakeServer:
                 time.sleep(float(words.get("sleep", "0").strip(".,") or 0))
                 text = PLANS.get(scenario.strip(".,"), "plain answer") if body.get("response_format") else \
                     f"fake answer to: {prompt[:40]}"
+                # experiments (issue 14): calls and max_tokens by model; a ``confidence:X`` word is reported back
+                with server.lock:
+                    server.calls[f"chat:{body['model']}"] += 1
+                    server.max_tokens[body["model"]] = body.get("max_tokens")
+                confidence = next((w.split(":", 1)[1] for w in prompt.split() if w.startswith("confidence:")), "")
+                if confidence:
+                    text += f" (confidence: {confidence})"
                 self._json(200, {"model": body["model"], "choices": [{"message": {"content": text}}],
                                  "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 7}})
 

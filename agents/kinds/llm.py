@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from agents.errors import (
     TransientAgentError,
 )
 from agents.kinds.transport import raise_for_status, request_errors
+from agents.tokens import max_tokens_for
 
 PROVIDERS = ("openai", "anthropic", "offline")
 ANTHROPIC_VERSION = "2023-06-01"
@@ -82,18 +84,38 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)  # the usual 4-characters-a-token estimate, for the offline provider
 
 
+# Experiments (issue 14) need a quality a test can set: a ``[quality=N]`` marker in an agent's system prompt
+# (a variant's prompt, say) is repeated in the offline answer, and the offline judge (a prompt asking for
+# JUDGE_REQUEST) scores an answer N -1..+1 (from the prompt's digest), or 7 -1..+1 without a marker.
+QUALITY_MARK = re.compile(r"\[quality=(\d+(?:\.\d+)?)\]")
+JUDGE_REQUEST = "SCORE FROM 0 TO 10"
+OFFLINE_QUALITY = 7.0
+
+
+def offline_judge(prompt: str, digest: str) -> dict[str, Any]:
+    found = QUALITY_MARK.search(prompt.split(JUDGE_REQUEST, 1)[0])
+    base = float(found.group(1)) if found else OFFLINE_QUALITY
+    score = min(10.0, max(0.0, base + int(digest, 16) % 3 - 1))
+    return {"score": score, "reason": f"offline judge: quality {base:g}"}
+
+
 def offline_complete(messages: list[dict[str, str]], *, model: str, json_mode: bool, latency_ms: int,
                      role: str) -> Completion:
     """Deterministic: the same messages give the same text. Sleeps ``latency_ms`` to look like a model."""
     if latency_ms:
         time.sleep(latency_ms / 1000)
     prompt = messages[-1]["content"]
+    system = messages[0]["content"] if messages[0]["role"] == "system" else ""
     digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
-    if json_mode:
+    if JUDGE_REQUEST in prompt:
+        text = json.dumps(offline_judge(prompt, digest))
+    elif json_mode:
         text = json.dumps(offline_plan(prompt))
     else:
         first_line = prompt.strip().splitlines()[0][:120] if prompt.strip() else ""
         text = f"[offline {model}] {role}: {first_line} (#{digest})"
+        if quality := QUALITY_MARK.search(system):
+            text += f" {quality.group(0)}"
     prompt_tokens = sum(_tokens(m["content"]) for m in messages)
     return Completion(text=text, usage=Usage(prompt_tokens, _tokens(text), model=f"offline/{model}"))
 
@@ -347,6 +369,11 @@ class LlmAgent(Agent):
         chars = len(self.system_prompt) + len(user_message(call_input, context)) + len(json.dumps(self.tools))
         return math.ceil(chars / 3) + 16
 
+    def max_tokens_for(self, call: AgentCall) -> int:
+        """This call's ``max_tokens``: the agent's, capped by what the plan's budget has left."""
+        return max_tokens_for(self.max_tokens, tokens_left=call.tokens_left,
+                              prompt_tokens=self.prompt_tokens_bound(call.input, call.context))
+
     def run(self, call: AgentCall) -> AgentResult:
         with telemetry.llm_span(provider=self.provider, model=self.model, max_tokens=self.max_tokens) as span:
             result = self._run(call)
@@ -355,13 +382,16 @@ class LlmAgent(Agent):
 
     def _run(self, call: AgentCall) -> AgentResult:
         json_mode = call.input.get("response_format") == "json"
+        # A variant or a routing decision may override the model and the system prompt (issue 14).
+        model = call.model or self.model
+        system_prompt = self.system_prompt if call.system_prompt is None else call.system_prompt
         if self.provider == "offline":
             latency = int(self.spec.options.get("latency_ms", settings.OFFLINE_LATENCY_MS))
-            completion = offline_complete(build_messages(self.system_prompt, call), model=self.model,
+            completion = offline_complete(build_messages(system_prompt, call), model=model,
                                           json_mode=json_mode, latency_ms=latency, role=self.spec.name)
             call.chunk(completion.text)
         else:
-            req = Request(self.system_prompt, user_message(call.input, call.context), self.model, self.max_tokens,
+            req = Request(system_prompt, user_message(call.input, call.context), model, self.max_tokens_for(call),
                           self.temperature, json_mode, self.tools, self.tool_choice, self.stream)
             complete = anthropic_complete if self.provider == "anthropic" else openai_complete
             completion = complete(req, base_url=self.base_url, api_key=self.api_key(), call=call,

@@ -16,7 +16,7 @@ from django.utils import timezone
 from agents.api import agent_get
 from approvals import api as approvals
 from common.errors import Conflict
-from orchestrator import planning
+from orchestrator import experimenting, planning
 from orchestrator.models import Plan, Step
 from orchestrator.planning import StepSpec
 from orchestrator.services import leases
@@ -66,6 +66,8 @@ def plan_create(*, owner: User, request: str, template: str = "",
     an LLM plan starts in ``planning`` and is validated by ``plan_generate``. Roots go out on commit.
     """
     inputs = dict(inputs or {})
+    variant = experimenting.plan_variant(owner=owner, template=template)  # experiments: a variant, maybe
+    template = variant.template if variant is not None else template  # experiments: may swap the template
     specs: list[StepSpec] | None = None
     if template:
         specs, inputs = planning.template_plan(template, request=request, inputs=inputs)
@@ -78,6 +80,7 @@ def plan_create(*, owner: User, request: str, template: str = "",
                                    cap_cost=cap_cost, planning_attempt=1 if specs is None else 0,
                                    planning_queued_at=timezone.now() if specs is None else None)
         events_record(plan_id=plan.id, items=[("plan.created", "", {"template": template})], actor=owner)
+        specs = experimenting.plan_assign(variant, plan=plan, specs=specs)  # experiments: record, swap agents
         if specs is None:
             planner_on_commit(plan.id, 1)
         else:

@@ -23,9 +23,9 @@ from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 from tenacity.stop import stop_base
 
-from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_run
+from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_run
 from common.edge import storable
-from orchestrator import selectors
+from orchestrator import experimenting, selectors
 from orchestrator.models import Step
 from orchestrator.services import leases, memory
 from orchestrator.services.budgets import totals_add
@@ -34,6 +34,10 @@ from orchestrator.services.transitions import events_record, plan_of_step_locked
 from orchestrator.states import PlanStatus, StepStatus
 
 log = logging.getLogger("orchestrator")
+
+# Usage keys that say how an agent call was served (issue 14; agents.base.Usage.marks), copied into the
+# step.succeeded event.
+USAGE_MARKS = ("cached", "routed", "saved_cost", "variant")
 
 # A database that is restarting or a connection that dropped: worth trying again on a fresh connection.
 DB_TRANSIENT = (OperationalError, InterfaceError)
@@ -148,8 +152,10 @@ def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[s
         fields.update(prompt_tokens=int(usage.get("prompt_tokens", 0)),
                       completion_tokens=int(usage.get("completion_tokens", 0)),
                       cost=Decimal(str(usage.get("cost") or "0")))
+    # experiments: how the call was served (cached, routed, variant) goes into the step.succeeded event too.
+    marks = {key: usage[key] for key in USAGE_MARKS if usage and key in usage}
     return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED, fields=fields,
-                     spent=_spent(usage))
+                     spent=_spent(usage), event_data=marks or None)
 
 
 def step_fail(*, step_id: uuid.UUID, attempt: int, code: str, message: str,
@@ -192,13 +198,13 @@ def step_retrying(*, step_id: uuid.UUID, attempt: int, code: str, message: str, 
 # --- one delivery, whole ---------------------------------------------------------------------------------
 
 
-def _call_agent(claimed: ClaimedStep, lease: leases.Lease) -> Callable[[], object]:
+def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | None) -> Callable[[], object]:
     """Call the step's agent (no connection held, within the lease's deadline); return how to record it."""
     step_id, attempt = claimed.id, claimed.attempt
     output = ChunkBuffer(lambda text: step_output_chunk(step_id=step_id, attempt=attempt, text=text))
     call = AgentCall(plan_id=str(claimed.plan_id), step_id=str(step_id), step_key=claimed.key, attempt=attempt,
                      input=claimed.input, context=claimed.context, timeout=claimed.timeout,
-                     deadline=lease.deadline, on_chunk=output.add)
+                     deadline=lease.deadline, on_chunk=output.add, tokens_left=tokens_left)
 
     def on_retry(try_number: int, exc: TransientAgentError, delay: float) -> None:
         step_retrying(step_id=step_id, attempt=attempt, code=exc.code, message=exc.message, delay=delay)
@@ -238,6 +244,9 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     try:
         claimed = durably(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker),
                           until=lambda: retry_for, what="claim")
+        # An llm call's max_tokens follows what the plan's token budget has left (experiments).
+        tokens_left = (experimenting.tokens_left(claimed.plan_id)
+                       if claimed is not None and agent_get(claimed.agent).kind == "llm" else None)
     finally:
         connection.close()  # no connection is held while the agent waits on the network
     if claimed is None:
@@ -245,7 +254,7 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     with leases.heartbeat.hold("step", claimed.id, attempt, seconds=claimed.deadline) as lease:
         # An llm step's context is assembled by memory within its agent's token budget (may embed a query).
         claimed = replace(claimed, context=memory.step_context(claimed))
-        record = _call_agent(claimed, lease)
+        record = _call_agent(claimed, lease, tokens_left)
         try:
             durably(record, until=lambda: lease.valid_until, what="record")
         finally:
