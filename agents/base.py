@@ -56,6 +56,7 @@ class AgentCall:
     timeout: float
     on_chunk: ChunkHook | None = field(default=None, compare=False, repr=False)
     deadline: float | None = None
+    owner: str = ""  # who the call is for (the plan's owner): the response cache never shares across owners
     # Cost controls and experiments (issue 14), all optional. ``model`` and ``system_prompt`` override an
     # ``llm`` agent's own (an experiment's variant, routing to a cheaper model); ``tokens_left`` is what the
     # plan's token budget has left, and caps the most the model may answer (agents/tokens.py).

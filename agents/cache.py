@@ -1,8 +1,11 @@
 """The response cache (issue 14): an agent's result for an identical call, from Redis.
 
 Opt-in per agent (``cache: {ttl}`` in agents.yaml) and never for an agent marked ``side_effects: true``.
-The key is a SHA-256 of the agent, the model and system prompt the call would use (so a variant or a
-routing override never shares an entry with another), the input and the context: an exact match. A hit
+The key is a SHA-256 of the owner the call is for (an answer is never shared across owners: it may draw
+on the owner's memory), the agent, the model and system prompt the call would use (so a variant or a
+routing override never shares an entry with another), the input and the context: an exact match, except
+for the long-term memories recalled into the context (``_memory``), which grow with every plan: a repeated
+question is served from the cache even though memory has grown since. A hit
 costs nothing: its usage has zero tokens and ``cached: true``. The cache is an optimisation: Redis being
 unavailable means a miss (logged), never a failed step.
 """
@@ -25,6 +28,7 @@ from agents.cost_options import parse
 log = logging.getLogger("agents")
 
 PREFIX = "agents:cache:"
+RECALLED = "_memory"  # the context key under which memory puts recalled long-term memories
 
 
 def _redis() -> Redis:
@@ -37,7 +41,8 @@ def cache_key(spec: AgentSpec, call: AgentCall) -> str:
     """Exact match on what decides the answer; the step, plan and attempt are left out on purpose."""
     model = call.model or spec.options.get("model") or ""
     system = spec.options.get("system_prompt", "") if call.system_prompt is None else call.system_prompt
-    material = json.dumps([spec.name, model, system, call.input, call.context], sort_keys=True, default=str)
+    context = {key: value for key, value in call.context.items() if key != RECALLED}
+    material = json.dumps([call.owner, spec.name, model, system, call.input, context], sort_keys=True, default=str)
     return PREFIX + hashlib.sha256(material.encode()).hexdigest()
 
 

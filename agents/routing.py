@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 
 from agents.base import AgentCall, AgentResult, AgentSpec, Usage
+from agents.cache import RECALLED
 from agents.cost_options import RouteOptions, parse
 from agents.costs import cost_of, priced
 from agents.errors import AgentError, CircuitOpen
@@ -36,7 +37,9 @@ _CONFIDENCE = re.compile(r"confidence\W{0,3}\s*[:=]\s*\"?(\d*\.?\d+)", re.IGNORE
 
 
 def is_simple(route: RouteOptions, call: AgentCall) -> bool:
-    text = user_message(call.input, call.context)
+    # Long-term memories recalled into the context are supporting material: they never make a question hard.
+    context = {key: value for key, value in call.context.items() if key != RECALLED}
+    text = user_message(call.input, context)
     lowered = text.lower()
     return len(text) <= route.max_chars and not any(word.lower() in lowered for word in route.complex_keywords)
 

@@ -424,7 +424,7 @@ SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 # always sets it). /health* stays reachable over plain HTTP for probes.
 _deployed = not EMBEDDED
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", _deployed)
-SECURE_REDIRECT_EXEMPT = [r"^health"]
+SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics$"]  # probes and scrapers speak plain HTTP
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if _deployed else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", _deployed)  # a commitment: DJANGO_HSTS_PRELOAD=0 to opt out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -54,7 +54,7 @@ class ExperimentViewSet(viewsets.ViewSet):
         _check_may_view(request)
         return Response([experiment_data(e) for e in experiments_all()])
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=dict, parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)])
     @action(detail=True, methods=["get"])
     def report(self, request: Request, pk: str) -> Response:
         _check_may_view(request)

@@ -39,7 +39,8 @@ def _int(request: Request, name: str, default: int, top: int) -> int:
     return int(raw)
 
 
-@extend_schema(request=None, responses={200: dict, 201: dict})
+@extend_schema(methods=["GET"], operation_id="api_memory_list", request=None, responses={200: dict})
+@extend_schema(methods=["POST"], operation_id="api_memory_create", request=None, responses={200: dict, 201: dict})
 @api_view(["GET", "POST"])
 def memory_collection(request: Request) -> Response:
     """GET: your memories, newest first (``?kind=&agent=&limit=&offset=``). POST: remember ``text`` (a fact by

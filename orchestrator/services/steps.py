@@ -26,7 +26,7 @@ from tenacity.stop import stop_base
 from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_run
 from common.edge import storable
 from orchestrator import experimenting, selectors
-from orchestrator.models import Step
+from orchestrator.models import Plan, Step
 from orchestrator.services import leases, memory
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.scheduling import advance
@@ -198,13 +198,14 @@ def step_retrying(*, step_id: uuid.UUID, attempt: int, code: str, message: str, 
 # --- one delivery, whole ---------------------------------------------------------------------------------
 
 
-def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | None) -> Callable[[], object]:
+def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | None,
+                owner: str) -> Callable[[], object]:
     """Call the step's agent (no connection held, within the lease's deadline); return how to record it."""
     step_id, attempt = claimed.id, claimed.attempt
     output = ChunkBuffer(lambda text: step_output_chunk(step_id=step_id, attempt=attempt, text=text))
     call = AgentCall(plan_id=str(claimed.plan_id), step_id=str(step_id), step_key=claimed.key, attempt=attempt,
                      input=claimed.input, context=claimed.context, timeout=claimed.timeout,
-                     deadline=lease.deadline, on_chunk=output.add, tokens_left=tokens_left)
+                     deadline=lease.deadline, on_chunk=output.add, tokens_left=tokens_left, owner=owner)
 
     def on_retry(try_number: int, exc: TransientAgentError, delay: float) -> None:
         step_retrying(step_id=step_id, attempt=attempt, code=exc.code, message=exc.message, delay=delay)
@@ -244,17 +245,20 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     try:
         claimed = durably(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker),
                           until=lambda: retry_for, what="claim")
+        if claimed is None:
+            return
+        spec = agent_get(claimed.agent)
         # An llm call's max_tokens follows what the plan's token budget has left (experiments).
-        tokens_left = (experimenting.tokens_left(claimed.plan_id)
-                       if claimed is not None and agent_get(claimed.agent).kind == "llm" else None)
+        tokens_left = experimenting.tokens_left(claimed.plan_id) if spec.kind == "llm" else None
+        # A cached answer is kept per owner (it may draw on the owner's memory).
+        owner = str(Plan.objects.filter(id=claimed.plan_id).values_list("owner_id", flat=True).first() or "") \
+            if spec.options.get("cache") else ""
     finally:
         connection.close()  # no connection is held while the agent waits on the network
-    if claimed is None:
-        return
     with leases.heartbeat.hold("step", claimed.id, attempt, seconds=claimed.deadline) as lease:
         # An llm step's context is assembled by memory within its agent's token budget (may embed a query).
         claimed = replace(claimed, context=memory.step_context(claimed))
-        record = _call_agent(claimed, lease, tokens_left)
+        record = _call_agent(claimed, lease, tokens_left, owner)
         try:
             durably(record, until=lambda: lease.valid_until, what="record")
         finally:

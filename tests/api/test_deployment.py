@@ -16,7 +16,9 @@ from tests.conftest import ROOT
 DEPLOYMENT = {"DATABASE_URL": "postgres://orch:db-sekrit@db.internal:5432/orch",
               "REDIS_URL": "redis://:redis-sekrit@redis.internal:6379/0",
               "DJANGO_SECRET_KEY": "k" * 20 + "-not-a-real-deployment-secret-but-long-and-varied-0123456789",
-              "DJANGO_ALLOWED_HOSTS": "api.example.com", "DJANGO_BEHIND_PROXY": "1"}
+              "DJANGO_ALLOWED_HOSTS": "api.example.com", "DJANGO_BEHIND_PROXY": "1",
+              "MEMORY_ENCRYPTION_KEYS": "tVn0ZBXMPw8ynJx1vQ4f7k3oRk8zJYbqkQ3yJ4v9H8A=",
+              "MEMORY_BLIND_INDEX_KEY": "a-long-random-blind-index-key-for-the-test"}
 
 
 def _deployed(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ fake OpenAI-compatible server (tests/fakes.py)."""
 from __future__ import annotations
 
 import time
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -75,17 +76,20 @@ def test_a_side_effecting_agent_is_never_served_from_the_cache(
 
 
 def test_routing_uses_the_cheap_model_for_a_simple_input_and_escalates_a_low_confidence_answer(
-        celery_worker: str, user: Any, fake_server: FakeServer) -> None:
+        celery_worker: str, django_user_model: Any, fake_server: FakeServer) -> None:
     cheap_calls, main_calls = fake_server.call_count("chat:fake-cheap"), fake_server.call_count("chat:fake-main")
 
-    simple = one_step_plan(user, "routed", "What is 2+2? confidence:0.9")
+    def user() -> Any:  # a new owner per plan: nothing recalled from memory, so the prompts are exactly these
+        return django_user_model.objects.create_user(username=f"r{uuid.uuid4().hex[:8]}")
+
+    simple = one_step_plan(user(), "routed", "What is 2+2? confidence:0.9")
     assert simple.usage["model"] == "fake-cheap" and simple.usage["routed"] == "cheap"
     simple_tokens = len("What is 2+2? confidence:0.9") // 4
     assert simple.cost == cost_of("fake-cheap", simple_tokens, 7)
     assert Decimal(simple.usage["saved_cost"]) == cost_of("fake-main", simple_tokens, 7) - simple.cost > 0
     assert PlanEvent.objects.get(plan=simple.plan, type="step.succeeded").data["routed"] == "cheap"
 
-    unsure = one_step_plan(user, "routed", "What is 3+3? confidence:0.2")
+    unsure = one_step_plan(user(), "routed", "What is 3+3? confidence:0.2")
     assert unsure.usage["model"] == "fake-main" and unsure.usage["routed"] == "escalated"
     assert unsure.usage["escalation"] == "low_confidence"
     # both tries count: the fake answers len(prompt) // 4 prompt tokens and 7 completion tokens a call
@@ -96,7 +100,7 @@ def test_routing_uses_the_cheap_model_for_a_simple_input_and_escalates_a_low_con
     assert Decimal(unsure.usage["saved_cost"]) == -cheap_cost  # the cheap try was paid for: a loss
     assert unsure.plan.tokens_used == 2 * tokens + 14
 
-    hard = one_step_plan(user, "routed", "Please prove that there are infinitely many primes.")
+    hard = one_step_plan(user(), "routed", "Please prove that there are infinitely many primes.")
     assert hard.usage["model"] == "fake-main" and hard.usage["routed"] == "main"
 
     assert fake_server.call_count("chat:fake-cheap") == cheap_calls + 2  # the simple one and the unsure one

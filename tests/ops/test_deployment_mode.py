@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 from orchestrator import services
@@ -42,7 +43,10 @@ def test_a_deployment_mode_web_process_serves_static_files_and_the_live_page(
 
     # The session cookie browser_login makes is signed with this process's key.
     deployment = {"ORCH_EMBEDDED": "", "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-                  "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "STATIC_ROOT": str(static_root)}
+                  "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "STATIC_ROOT": str(static_root),
+                  "MEMORY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+                  "MEMORY_BLIND_INDEX_KEY": "a-long-random-blind-index-key-for-the-test",
+                  "DJANGO_SECURE_SSL_REDIRECT": "0"}  # plain HTTP on loopback: no TLS proxy in front here
     log_start = (ARTIFACTS / "ops-web.log").stat().st_size if (ARTIFACTS / "ops-web.log").exists() else 0
     with web_process(deployment) as url:
         for path in ("/static/streams/plan_live.js", "/static/streams/plan_live.css", "/static/admin/css/base.css"):

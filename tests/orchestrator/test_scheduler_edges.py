@@ -152,11 +152,12 @@ def test_the_claim_and_a_step_end_take_a_fixed_number_of_queries(user: Any, djan
         {"key": "a", "agent": "held"}, {"key": "b", "agent": "held", "depends_on": ["a"]}])
     a, b = steps_of(plan)["a"], steps_of(plan)["b"]
 
-    with django_assert_num_queries(1):  # the claim: one statement (a root has no context to read)
+    # the claim: one statement (a root has no context to read), then its audit entry (the agent call)
+    with django_assert_num_queries(2):
         services.step_claim(step_id=a.id, attempt=1, worker="w")
     # the end, in one transaction (BEGIN, COMMIT): lock the plan, record + event, the readiness of its
-    # dependents, their gate (one policy read, one step read), queue them
-    with django_assert_num_queries(8):
+    # dependents, their gate (one policy read, one step read), queue them; then the audit entries
+    with django_assert_num_queries(9):
         services.step_succeed(step_id=a.id, attempt=1, output="a", usage=None)
-    with django_assert_num_queries(2):  # a claim with dependencies also reads their outputs
+    with django_assert_num_queries(3):  # a claim with dependencies also reads their outputs
         services.step_claim(step_id=b.id, attempt=1, worker="w")
