@@ -77,6 +77,8 @@ def test_postgres_stopped_while_agents_are_answering(user: Any, fake_server: Fak
 
     embedded.stop_postgres()
     try:
+        live = httpx.get(f"{asgi_server}/health/live", timeout=30)  # the process answers: no restart
+        ready = httpx.get(f"{asgi_server}/health/ready", timeout=30)  # but it cannot serve: out of rotation
         askers = [threading.Thread(target=ask) for _ in range(3)]
         for asker in askers:
             asker.start()
@@ -89,6 +91,8 @@ def test_postgres_stopped_while_agents_are_answering(user: Any, fake_server: Fak
 
     wait_until(lambda: all_ended(plans), "every plan to end", also=reconcile_quietly, every=0.5)
     assert answers == [(503, "5", "service.unavailable")] * 3
+    assert live.status_code == 200
+    assert ready.status_code == 503 and ready.json()["checks"]["database"] is False
     assert set(Plan.objects.filter(id__in=[p.id for p in plans]).values_list("status", flat=True)) == {
         PlanStatus.SUCCEEDED}
     assert [fake_server.call_count(c) for c in calls] == [1] * PLANS  # no finished call was made again
