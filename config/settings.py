@@ -368,3 +368,7 @@ if env("STATIC_ROOT"):
 if env_bool("DB_PGBOUNCER", False):
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
+
+# --- Plans that grow while they run (issue 10: orchestrator/dynamic.py, services/growth.py) -------------
+# A step's fan_out makes at most ORCH_MAX_FANOUT steps; everything spawned also counts toward ORCH_MAX_STEPS.
+ORCH_MAX_FANOUT = env_int("ORCH_MAX_FANOUT", 100)

@@ -80,6 +80,8 @@ class Step(models.Model):
     # or remove what policy requires (approvals.policies).
     risk = models.CharField(max_length=8, default="low")
     approval_requested = models.BooleanField(default=False)
+    # issue 10: when it succeeds, one step per item of a list in its output (planning.FanOutModel)
+    fan_out = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
     # Incremented each time the step is queued; a message carries (step id, attempt), and only the
     # delivery whose attempt matches may claim the step.

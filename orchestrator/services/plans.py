@@ -42,8 +42,9 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
     agents = {spec.agent: agent_get(spec.agent) for spec in specs}
     Step.objects.bulk_create(
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
-             risk=_risk(spec), approval_requested=spec.approval, timeout=agents[spec.agent].timeout,
-             deadline=agents[spec.agent].deadline, max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
+             risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out,
+             timeout=agents[spec.agent].timeout, deadline=agents[spec.agent].deadline,
+             max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
         for spec in specs
     )
 
