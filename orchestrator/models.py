@@ -57,6 +57,8 @@ class Plan(Spending):
     planning_worker = models.CharField(max_length=255, blank=True)
     planning_deadline_at = models.DateTimeField(null=True, blank=True)
     planning_lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # issue 10: some step of it has a fan_out (services/growth.py looks for one only then: no query per step)
+    has_fan_out = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]

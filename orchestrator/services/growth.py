@@ -19,6 +19,7 @@ new steps when they become ready (budgets.gate), as to any step. The caller hold
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from functools import cache
@@ -34,6 +35,8 @@ from orchestrator.models import Plan, Step
 from orchestrator.planning import StepSpec
 from orchestrator.services.transitions import events_record
 from orchestrator.states import StepStatus
+
+log = logging.getLogger("orchestrator")
 
 
 class SpawnRefused(DomainError):
@@ -123,13 +126,20 @@ def _own_specs(step_key: str, fan_out: dict[str, Any] | None, output: Any) -> tu
 def prepare(plan: Plan, *, step_id: uuid.UUID, attempt: int, output: Any) -> Growth | None:
     """Under the plan lock, before the success is recorded: what this success adds, validated whole, or
     the refusal. None when it adds nothing (or the attempt is no longer running: the caller finds that)."""
+    try:
+        template = _template(plan.template) if plan.template else None
+    except planning.PlanInvalid:  # the template's file is gone or broken since the plan started: no rules
+        log.warning("orchestrator.growth.template_unavailable", extra={"template": plan.template})
+        template = None
+    spawns = isinstance(output, dict) and "spawn" in output
+    if not (spawns or plan.has_fan_out or (template is not None and template.triggers)):
+        return None  # the common case costs no query
     step = (Step.objects.filter(id=step_id, attempt=attempt, status=StepStatus.RUNNING)
             .values("key", "fan_out").first())
     if step is None:
         return None
-    template = _template(plan.template) if plan.template else None
     has_rules = template is not None and any(t.after == step["key"] for t in template.triggers.values())
-    if not has_rules and not step["fan_out"] and not (isinstance(output, dict) and "spawn" in output):
+    if not has_rules and not step["fan_out"] and not spawns:
         return None
     growth = Growth(after=step["key"])
     rows = list(Step.objects.filter(plan=plan).values_list("key", "agent", "depends_on"))

@@ -219,3 +219,20 @@ def test_triggers_are_evaluated_safely_over_output_and_inputs() -> None:
         expression_eval("output.missing", output={}, inputs={})
     with pytest.raises(ExpressionError):
         expression_check("open('/etc/passwd')")
+
+
+def test_manage_py_check_names_an_unknown_agent_in_a_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from orchestrator.checks import workflow_templates
+
+    rules = [{"trigger": "big", "spawn_tasks": [{"agent": "summon_demon", "key": "second"}]}]
+    (tmp_path / "spooky.yaml").write_text(yaml.safe_dump({**RESEARCHISH, "dynamic_rules": rules}))
+    monkeypatch.setattr(settings, "ORCH_WORKFLOWS_DIR", tmp_path)
+    planning._template_files.cache_clear()
+    try:
+        errors = workflow_templates()
+    finally:
+        planning._template_files.cache_clear()
+    assert [(e.id, e.msg) for e in errors] == [
+        ("orchestrator.E002", "workflow template 'spooky': dynamic_rules.0 spawns unknown agent 'summon_demon'")]
