@@ -4,7 +4,7 @@ Modules, along their seams: ``transitions`` (the one writer of statuses, the pla
 ``readiness`` (the one definition of ready and doomed), ``scheduling`` (what runs next), ``budgets`` (gates,
 caps, totals), ``dispatch`` (messages to the broker), ``steps`` (claim, run, record), ``leases`` (the
 heartbeat), ``plans`` (create, plan, cancel, approvals), ``reconcile`` (repairs), ``growth`` (steps spawned
-while a plan runs).
+while a plan runs), ``resume`` (retrying a failed or cancelled plan).
 
 Concurrency rules (read these before changing anything here):
 
@@ -32,10 +32,14 @@ Concurrency rules (read these before changing anything here):
    validated whole against the plan as it is before anything is written, then inserted in one statement
    (with the joins of the spawning step's pending dependents) or refused whole by failing that step. So a
    spawned step is never seen half-added, and readiness (run in the same transaction) picks it up at once.
+7. Retrying a plan (``resume``) moves its unsuccessful steps back to ``pending`` and the plan to ``running``
+   under the plan lock; a late result of an earlier attempt finds its step no longer ``running`` (or at a
+   newer attempt) and is discarded like any stale result. Succeeded steps are never moved.
 """
 
 from orchestrator.services.plans import approval_event, plan_cancel, plan_create, plan_generate, step_gate_resolved
 from orchestrator.services.reconcile import reconcile
+from orchestrator.services.resume import plan_retry
 from orchestrator.services.scheduling import plan_advance
 from orchestrator.services.steps import (
     ClaimedStep,
@@ -57,6 +61,7 @@ __all__ = [
     "plan_create",
     "plan_generate",
     "plan_locked",
+    "plan_retry",
     "reconcile",
     "step_claim",
     "step_fail",
