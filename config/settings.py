@@ -502,3 +502,7 @@ CELERY_BEAT_SCHEDULE["experiments.evaluate"] = {
     "task": "experiments.evaluate",
     "schedule": timedelta(seconds=env_int("EXPERIMENTS_EVALUATE_EVERY", 60)),
 }
+
+# --- Plans that grow while they run (issue 10: orchestrator/dynamic.py, services/growth.py) -------------
+# A step's fan_out makes at most ORCH_MAX_FANOUT steps; everything spawned also counts toward ORCH_MAX_STEPS.
+ORCH_MAX_FANOUT = env_int("ORCH_MAX_FANOUT", 100)

@@ -94,6 +94,8 @@ def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: 
                                   f"[{colour}]{event.type}[/]{escape(_detail(event.data))}", highlight=False)
                 if event.type == "approval.required":
                     console.print(approval_help(event), highlight=False)
+                if event.type in ("plan.grown", "plan.spawn_refused"):  # issue 10: the plan grew, or not
+                    console.print(growth_line(event), highlight=False)
                 if event.type == "step.context":  # memory: what the step's context recalled and cut
                     console.print(context_line(event, plan.owner_id), highlight=False)
                 if on_event is not None:
@@ -128,6 +130,19 @@ def context_line(event: PlanEvent, owner_id: int) -> str:
         if reasons else ""
     return (f"  [bold]{event.step_key}[/] context {data.get('tokens')}/{data.get('budget')} tokens, "
             f"{len(recalled)} memories recalled{cut}{''.join(recalled)}")
+
+
+def growth_line(event: PlanEvent) -> str:
+    """What made the plan grow after a step (services/growth.py): the rule that fired, the ``spawn`` its
+    output asked for, or its fan-out; and the steps added. Or what was refused, and why."""
+    data = event.data
+    if event.type == "plan.spawn_refused":
+        return escape(f"  what {event.step_key!r} spawned was refused ({data.get('code')}): {data.get('message')}")
+    steps = [str(key) for key in data.get("steps", [])]
+    shown = ", ".join(steps[:8]) + (f", ... ({len(steps)} steps)" if len(steps) > 8 else "")
+    why = {"rule": f"rule {data.get('rule')!r} fired", "spawn": "its output asked for steps",
+           "fan_out": f"it fanned out over {len(steps)} items"}.get(str(data.get("source")), "it grew")
+    return f"  [bold]{escape(event.step_key)}[/]: {escape(why)}, spawned {escape(shown)}"
 
 
 def _detail(data: dict[str, object]) -> str:

@@ -57,6 +57,8 @@ class Plan(Spending):
     planning_worker = models.CharField(max_length=255, blank=True)
     planning_deadline_at = models.DateTimeField(null=True, blank=True)
     planning_lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # issue 10: some step of it has a fan_out (services/growth.py looks for one only then: no query per step)
+    has_fan_out = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -80,6 +82,8 @@ class Step(models.Model):
     # or remove what policy requires (approvals.policies).
     risk = models.CharField(max_length=8, default="low")
     approval_requested = models.BooleanField(default=False)
+    # issue 10: when it succeeds, one step per item of a list in its output (planning.FanOutModel)
+    fan_out = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
     # Incremented each time the step is queued; a message carries (step id, attempt), and only the
     # delivery whose attempt matches may claim the step.

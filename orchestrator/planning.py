@@ -18,10 +18,20 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from django.conf import settings
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from agents.api import AgentCall, AgentError, Usage, agent_list, agent_run
 from common.errors import DomainError
+from orchestrator.dynamic import RuleModel, TriggerModel, rules_check
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
 INPUT_REF = re.compile(r"\{\{\s*inputs\.(\w+)\s*\}\}")
@@ -39,6 +49,7 @@ class StepSpec:
     depends_on: tuple[str, ...] = ()
     risk: str = "low"
     approval: bool = False  # the plan asks for a person to approve this step before it runs
+    fan_out: dict[str, Any] | None = None  # issue 10: one step per item of a list in its output (FanOutModel)
 
 
 @dataclass(frozen=True)
@@ -47,10 +58,25 @@ class Template:
     description: str
     inputs: dict[str, dict[str, Any]]
     steps: tuple[StepSpec, ...]
+    triggers: dict[str, TriggerModel] = field(default_factory=dict)  # issue 10: orchestrator/dynamic.py
+    rules: tuple[RuleModel, ...] = ()
 
 
 def _invalid(code: str, message: str) -> PlanInvalid:
     return PlanInvalid(message, code=f"plan.{code}")
+
+
+class FanOutModel(BaseModel):
+    """When the step succeeds, one ``agent`` step per item of the list at ``over`` (a dotted path into its
+    output), each with ``input`` plus ``{input_key: item}``, keyed ``STEP-1``, ``STEP-2``...; the steps that
+    depend on this one wait for all of them (services/growth.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    over: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)]
+    agent: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
+    input: dict[str, Any] = Field(default_factory=dict)
+    input_key: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] = "item"
 
 
 class StepModel(BaseModel):
@@ -70,11 +96,13 @@ class StepModel(BaseModel):
     risk: Literal["low", "medium", "high"] = Field(default="low",
                                                    description="raises the agent's risk, never lowers it")
     approval: StrictBool = Field(default=False, description="a person approves this step before it runs")
+    fan_out: FanOutModel | None = Field(default=None, description="one step per item of a list in its output")
 
     def spec(self) -> StepSpec:
         step_input = {"prompt": self.input} if isinstance(self.input, str) else dict(self.input)
         return StepSpec(key=self.key, agent=self.agent, input=step_input,
-                        depends_on=tuple(dict.fromkeys(self.depends_on)), risk=self.risk, approval=self.approval)
+                        depends_on=tuple(dict.fromkeys(self.depends_on)), risk=self.risk, approval=self.approval,
+                        fan_out=self.fan_out.model_dump() if self.fan_out else None)
 
 
 class PlanModel(BaseModel):
@@ -91,11 +119,31 @@ class TemplateInputModel(BaseModel):
 
 
 class TemplateModel(PlanModel):
-    """A workflow template file (workflows/NAME.yaml)."""
+    """A workflow template file (workflows/NAME.yaml). ``initial_tasks`` is the guide's name for ``steps``;
+    ``triggers`` and ``dynamic_rules`` grow the plan while it runs (orchestrator/dynamic.py)."""
 
     name: str = ""
     description: str = ""
     inputs: dict[str, TemplateInputModel] = Field(default_factory=dict)
+    triggers: dict[Annotated[StrictStr, StringConstraints(pattern=KEY_PATTERN.pattern)], TriggerModel] = Field(
+        default_factory=dict)
+    dynamic_rules: list[RuleModel] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _initial_tasks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "initial_tasks" in data:
+            if "steps" in data:
+                raise ValueError("give initial_tasks or steps, not both")
+            data = {**data, "steps": data["initial_tasks"]}
+            del data["initial_tasks"]
+        return data
+
+    @model_validator(mode="after")
+    def _rules(self) -> TemplateModel:
+        rules_check(initial_keys=[step.key for step in self.steps], triggers=self.triggers,
+                    rules=self.dynamic_rules)
+        return self
 
 
 def _first_error(error: ValidationError) -> str:
@@ -143,9 +191,10 @@ def validate(specs: list[StepSpec], *, known_agents: set[str], existing: dict[st
             raise _invalid("duplicate_step", f"two steps are named {spec.key!r}")
         graph[spec.key] = spec.depends_on
     for spec in specs:
-        if spec.agent not in known_agents:
-            raise _invalid("unknown_agent", f"step {spec.key!r} uses unknown agent {spec.agent!r}; "
-                                            f"known agents: {', '.join(sorted(known_agents))}")
+        for agent in (spec.agent, *([spec.fan_out["agent"]] if spec.fan_out else [])):
+            if agent not in known_agents:
+                raise _invalid("unknown_agent", f"step {spec.key!r} uses unknown agent {agent!r}; "
+                                                f"known agents: {', '.join(sorted(known_agents))}")
         for dep in spec.depends_on:
             if dep not in graph:
                 raise _invalid("unknown_dependency", f"step {spec.key!r} depends on {dep!r}, which is not a step")
@@ -173,7 +222,8 @@ def render(specs: list[StepSpec], inputs: dict[str, Any]) -> list[StepSpec]:
             return [fill(v, key) for v in value]
         return value
 
-    return [StepSpec(s.key, s.agent, fill(s.input, s.key), s.depends_on, s.risk, s.approval) for s in specs]
+    return [StepSpec(s.key, s.agent, fill(s.input, s.key), s.depends_on, s.risk, s.approval, s.fan_out)
+            for s in specs]
 
 
 @cache
@@ -198,7 +248,8 @@ def template_load(name: str) -> Template:
         raise _invalid("invalid_schema", f"workflow template {name!r} ({path}): {detail}") from None
     return Template(name=name, description=model.description,
                     inputs={key: spec.model_dump() for key, spec in model.inputs.items()},
-                    steps=tuple(step.spec() for step in model.steps))
+                    steps=tuple(step.spec() for step in model.steps), triggers=dict(model.triggers),
+                    rules=tuple(model.dynamic_rules))
 
 
 def template_plan(name: str, *, request: str, inputs: dict[str, Any]) -> tuple[list[StepSpec], dict[str, Any]]:

@@ -39,17 +39,18 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     # running -> queued: the worker was lost (lease expired); a new attempt goes out.
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.QUEUED, S.CANCELLED}),
     S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.REJECTED: frozenset(),
-    S.CANCELLED: frozenset(),
+    # -> pending: the plan is retried or resumed (services/resume.py, issue 10); succeeded steps never are.
+    S.FAILED: frozenset({S.PENDING}),
+    S.REJECTED: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset({S.PENDING}),
 }
 
 PLAN_TRANSITIONS: dict[PlanStatus, frozenset[PlanStatus]] = {
     P.PLANNING: frozenset({P.RUNNING, P.FAILED, P.CANCELLED}),
     P.RUNNING: frozenset({P.SUCCEEDED, P.FAILED, P.CANCELLED}),
     P.SUCCEEDED: frozenset(),
-    P.FAILED: frozenset(),
-    P.CANCELLED: frozenset(),
+    P.FAILED: frozenset({P.RUNNING}),  # retried (services/resume.py, issue 10)
+    P.CANCELLED: frozenset({P.RUNNING}),  # resumed
 }
 
 STEP_ACTIVE = frozenset({S.QUEUED, S.RUNNING})

@@ -60,3 +60,12 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         with transaction.atomic():
             plan = services.plan_cancel(plan_id=plan.id, actor=request_user(request))
         return Response(PlanSerializer(plan).data)
+
+    @extend_schema(request=None, responses={200: PlanSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        """Run a failed or cancelled plan again from where it stopped (issue 10): only the steps that did
+        not succeed run again. 409 ``plan.not_retryable`` otherwise."""
+        plan = services.plan_retry(plan_id=self.get_object().id, actor=request_user(request))
+        return Response(PlanSerializer(plan).data)
+

@@ -26,3 +26,10 @@ echo
 echo "Running the research workflow again: this time its steps recall the first run from memory"
 LOG_LEVEL=WARNING $PY manage.py orchestrate "${DEMO_REQUEST:-How do solid-state batteries compare with lithium-ion ones?}" \
   --template research --follow --timeout 120 --auto-approve
+# issue 10: the research template grows at run time. Both runs above are complex ("compare"): the rule
+# complex_query_detected spawned search and reasoning in parallel, then synthesis. A simple query takes the
+# other rule, simple_query_detected: one direct answer.
+echo
+echo "Running the research workflow with a simple query: its rules spawn a direct answer instead"
+LOG_LEVEL=WARNING $PY manage.py orchestrate "${DEMO_SIMPLE_REQUEST:-What is a battery?}" \
+  --template research --follow --timeout 120 --auto-approve

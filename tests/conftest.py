@@ -92,6 +92,10 @@ agents:
     timeout: 0.5
     retries: 2
     max_concurrency: 2
+  # issue 10 (tests/orchestrator/test_dynamic.py): a step whose output the test chooses (spawn, fan-out)
+  emit:
+    kind: python
+    callable: tests.orchestrator.dynamic_agents.emit
 """)
     # No shipped approval policies in tests: each test that wants one creates it (ApprovalPolicy rows).
     from approvals import policies

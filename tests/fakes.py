@@ -4,8 +4,9 @@ One threaded HTTP server on a free loopback port serves:
 
 * ``POST /agent``: an HTTP agent. Body ``input`` may hold ``gate`` (a name: the call waits until the test
   opens that gate, see :meth:`FakeServer.open_gate`), ``sleep`` (seconds), ``status`` (an HTTP status
-  to answer with) and ``unstorable`` (answer with U+0000 and a lone surrogate, which Postgres cannot hold).
-  Each call is counted under its Idempotency-Key header (``GET /calls/<key>``).
+  to answer with), ``unstorable`` (answer with U+0000 and a lone surrogate, which Postgres cannot hold) and
+  ``fail_first`` (answer 400 to the step's first N calls). Each call is counted under its Idempotency-Key
+  header (``GET /calls/<key>``).
 * ``POST /v1/chat/completions``: an OpenAI-compatible chat API. The planner's answer is chosen by a
   ``scenario:NAME`` word in the request text (see PLANS); other prompts get a plain text answer. A
   ``sleep:SECONDS`` word delays the answer, and calls are counted under a ``tag:NAME`` word
@@ -91,6 +92,8 @@ class FakeServer:
                     server.gate(str(step_input["gate"])).wait(timeout=60)
                 time.sleep(float(step_input.get("sleep", 0)))
                 status = int(step_input.get("status", 200))
+                if server.call_count(key) <= int(step_input.get("fail_first", 0)):  # then it can be retried
+                    status = 400
                 answer = f"handled {body.get('step')}" + ("\x00 and \ud800" if step_input.get("unstorable") else "")
                 self._json(status, {"answer": answer, "context": sorted(body["context"]), "input": step_input}
                            if status == 200 else {"detail": f"status {status} as asked"})

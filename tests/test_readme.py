@@ -101,7 +101,7 @@ def test_the_using_it_block_runs_as_written(shell: str, readme_stack: tuple[str,
 
     (ARTIFACTS / f"readme-run-{shell}.txt").write_text(f"{done.stdout}\n--- stderr ---\n{done.stderr}")
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    research = Plan.objects.get(request="How do solid-state batteries work?")
+    research = Plan.objects.get(request="How do solid-state batteries compare with lithium-ion ones?")
     assert (research.owner.username, research.status) == ("alice", "succeeded")
     approval = Approval.objects.get(plan_id=research.id)
     assert (approval.step_key, approval.status, approval.decided_by.username) == ("synthesis", "approved", "admin")

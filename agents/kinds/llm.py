@@ -114,10 +114,22 @@ def offline_complete(messages: list[dict[str, str]], *, model: str, json_mode: b
     else:
         first_line = prompt.strip().splitlines()[0][:120] if prompt.strip() else ""
         text = f"[offline {model}] {role}: {first_line} (#{digest})"
+        if role == "query_analyst":
+            text += f"\nComplexity: {offline_complexity(first_line)}"
         if quality := QUALITY_MARK.search(system):
             text += f" {quality.group(0)}"
     prompt_tokens = sum(_tokens(m["content"]) for m in messages)
     return Completion(text=text, usage=Usage(prompt_tokens, _tokens(text), model=f"offline/{model}"))
+
+
+COMPLEX_WORDS = ("compare", "and", "versus", "vs", "trade-off", "tradeoffs", "pros", "cons", "why")
+
+
+def offline_complexity(query: str) -> str:
+    """The offline query analyst's verdict (workflows/research.yaml branches on it), deterministic:
+    ``complex`` when the query has more than 12 words or any of COMPLEX_WORDS, else ``simple``."""
+    words = [w.strip(".,;:?!'\"()").lower() for w in query.split()]
+    return "complex" if len(words) > 12 or any(w in COMPLEX_WORDS for w in words) else "simple"
 
 
 def offline_plan(prompt: str) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Modules, along their seams: ``transitions`` (the one writer of statuses, the plan lock, the event record),
 ``readiness`` (the one definition of ready and doomed), ``scheduling`` (what runs next), ``budgets`` (gates,
 caps, totals), ``dispatch`` (messages to the broker), ``steps`` (claim, run, record), ``leases`` (the
-heartbeat), ``plans`` (create, plan, cancel, approvals), ``reconcile`` (repairs).
+heartbeat), ``plans`` (create, plan, cancel, approvals), ``reconcile`` (repairs), ``growth`` (steps spawned
+while a plan runs), ``resume`` (retrying a failed or cancelled plan).
 
 Concurrency rules (read these before changing anything here):
 
@@ -26,10 +27,19 @@ Concurrency rules (read these before changing anything here):
    record in a short transaction. The attempt's lease is renewed by the worker's heartbeat while it runs.
 5. Nothing that validates configuration runs inside a transaction: agents.yaml, approvals.yaml and the
    templates are validated when the process starts (``manage.py check`` too).
+6. A plan grows (``growth``: dynamic rules, an output's ``spawn``, a step's ``fan_out``) only under the plan
+   lock, in the transaction that records the success of the step that spawns: everything spawned is
+   validated whole against the plan as it is before anything is written, then inserted in one statement
+   (with the joins of the spawning step's pending dependents) or refused whole by failing that step. So a
+   spawned step is never seen half-added, and readiness (run in the same transaction) picks it up at once.
+7. Retrying a plan (``resume``) moves its unsuccessful steps back to ``pending`` and the plan to ``running``
+   under the plan lock; a late result of an earlier attempt finds its step no longer ``running`` (or at a
+   newer attempt) and is discarded like any stale result. Succeeded steps are never moved.
 """
 
 from orchestrator.services.plans import approval_event, plan_cancel, plan_create, plan_generate, step_gate_resolved
 from orchestrator.services.reconcile import reconcile
+from orchestrator.services.resume import plan_retry
 from orchestrator.services.scheduling import plan_advance
 from orchestrator.services.steps import (
     ClaimedStep,
@@ -51,6 +61,7 @@ __all__ = [
     "plan_create",
     "plan_generate",
     "plan_locked",
+    "plan_retry",
     "reconcile",
     "step_claim",
     "step_fail",

@@ -40,10 +40,14 @@ def _risk(spec: StepSpec) -> str:
 
 def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
     agents = {spec.agent: agent_get(spec.agent) for spec in specs}
+    if any(spec.fan_out for spec in specs) and not plan.has_fan_out:  # issue 10 (services/growth.py)
+        plan.has_fan_out = True
+        Plan.objects.filter(id=plan.id).update(has_fan_out=True)
     Step.objects.bulk_create(
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
-             risk=_risk(spec), approval_requested=spec.approval, timeout=agents[spec.agent].timeout,
-             deadline=agents[spec.agent].deadline, max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
+             risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out,
+             timeout=agents[spec.agent].timeout, deadline=agents[spec.agent].deadline,
+             max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
         for spec in specs
     )
 

@@ -27,7 +27,7 @@ from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, 
 from common.edge import storable
 from orchestrator import experimenting, selectors
 from orchestrator.models import Plan, Step
-from orchestrator.services import leases, memory
+from orchestrator.services import growth, leases, memory
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.scheduling import advance
 from orchestrator.services.transitions import events_record, plan_of_step_locked, steps_transition
@@ -114,6 +114,12 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
         plan = plan_of_step_locked(step_id)
         if plan is None:
             return False
+        grown = None  # what a success spawns is validated whole before anything is recorded
+        if to == StepStatus.SUCCEEDED and plan.status == PlanStatus.RUNNING:
+            grown = growth.prepare(plan, step_id=step_id, attempt=attempt, output=fields["output"])
+            if grown is not None and grown.refused is not None:
+                to, fields = StepStatus.FAILED, {**fields, **grown.refusal_fields()}
+                event_data = {"code": grown.refused.code, "message": grown.refused.message[:500]}
         moved = steps_transition(step_ids=[step_id], sources=[StepStatus.RUNNING], to=to, attempt=attempt,
                                  event_data=event_data,
                                  fields={**fields, "finished_at": timezone.now(), "lease_expires_at": None})
@@ -126,8 +132,10 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
             return False
         if spent is not None:
             totals_add(plan, tokens=spent[0], cost=spent[1])
+        if grown is not None:
+            growth.apply(plan, grown)  # then a whole pass: spawned steps need not depend on this one
         if plan.status == PlanStatus.RUNNING:
-            advance(plan, after_success_of=moved[0].key if to == StepStatus.SUCCEEDED else None)
+            advance(plan, after_success_of=moved[0].key if to == StepStatus.SUCCEEDED and grown is None else None)
     return True
 
 

@@ -31,7 +31,7 @@ def test_a_template_plan_queues_only_its_root(user: Any) -> None:
     assert plan.status == PlanStatus.RUNNING
     assert steps["query_analysis"].status == StepStatus.QUEUED
     assert steps["query_analysis"].attempt == 1
-    assert {steps[k].status for k in ("search", "reasoning", "synthesis")} == {StepStatus.PENDING}
+    assert set(steps) == {"query_analysis"}  # the rest is spawned by its dynamic rules (test_dynamic.py)
 
 
 def test_an_invalid_plan_stores_nothing(user: Any) -> None:
