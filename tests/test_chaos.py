@@ -77,12 +77,12 @@ def test_postgres_stopped_while_agents_are_answering(user: Any, fake_server: Fak
 
     embedded.stop_postgres()
     try:
+        fake_server.open_gate(gate)  # every agent answers while the database is down
         live = httpx.get(f"{asgi_server}/health/live", timeout=30)  # the process answers: no restart
         ready = httpx.get(f"{asgi_server}/health/ready", timeout=30)  # but it cannot serve: out of rotation
         askers = [threading.Thread(target=ask) for _ in range(3)]
         for asker in askers:
             asker.start()
-        fake_server.open_gate(gate)  # every agent answers while the database is down
         for asker in askers:
             asker.join(timeout=60)
         time.sleep(2)
@@ -90,6 +90,8 @@ def test_postgres_stopped_while_agents_are_answering(user: Any, fake_server: Fak
         embedded.start_postgres()  # the same data
 
     wait_until(lambda: all_ended(plans), "every plan to end", also=reconcile_quietly, every=0.5)
+    ended = list(Plan.objects.filter(id__in=[p.id for p in plans]).values_list("status", "error_code", "error_message"))
+    assert {status for status, _, _ in ended} == {PlanStatus.SUCCEEDED}, ended
     assert answers == [(503, "5", "service.unavailable")] * 3
     assert live.status_code == 200
     assert ready.status_code == 503 and ready.json()["checks"]["database"] is False

@@ -59,7 +59,7 @@ def test_a_50_50_experiment_splits_sticky_per_owner_reports_every_score_and_stop
               for i in range(20)]
 
     # when: each makes two research plans (40 in all)
-    plans = [orchestrator.plan_create(owner=owner, request=f"How do batteries of kind {i}-{n} work?",
+    plans = [orchestrator.plan_create(owner=owner, request=f"Compare batteries of kind {i}-{n} and how they work",
                                       template="research")
              for n in range(2) for i, owner in enumerate(owners)]
 
@@ -136,7 +136,7 @@ def test_a_50_50_experiment_splits_sticky_per_owner_reports_every_score_and_stop
 
     # and: new plans, even of people who had the weak variant, now get the strong one
     weak_owner = next(p.owner for p in plans if assigned[p.id].variant.name == "weak")
-    later = orchestrator.plan_create(owner=weak_owner, request="later", template="research")
+    later = orchestrator.plan_create(owner=weak_owner, request="Compare later batteries", template="research")
     assert Assignment.objects.get(plan_id=later.id).variant.name == "strong"
     # (left waiting at its synthesis gate: cancelling it would leave a call in flight for the end-of-test flush)
     wait_until(lambda: Approval.objects.filter(plan_id=later.id, status="pending").exists(), what="the gate")
