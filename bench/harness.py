@@ -132,8 +132,7 @@ class Harness:
         files = os.pathsep.join([str(ROOT / "agents.yaml"), str(path)])
         os.environ["AGENTS_FILE"] = files
         settings.AGENTS_FILE = files
-        registry.specs.cache_clear()
-        registry.agent.cache_clear()
+        registry.reload()
         return files
 
     # --- workers --------------------------------------------------------------------------------------

@@ -65,7 +65,14 @@ def run(h: Harness) -> list[Result]:
     raw: list[float] = []
     cpu: dict[str, dict[str, list[float]]] = {side: {"worker": [], "postgres": [], "redis": []}
                                               for side in ("ours", "raw")}
-    with h.worker("overhead", concurrency=CONCURRENCY, env={"DB_POOL_MAX_SIZE": str(CONCURRENCY)}) as worker:
+    # The raw chord needs a result backend (the project runs without one; its own tasks ignore results).
+    from celery import current_app
+    from django.conf import settings
+
+    current_app.conf.result_backend = settings.REDIS_URL
+    current_app._local.__dict__.pop("backend", None)  # forget the disabled backend this thread made
+    with h.worker("overhead", concurrency=CONCURRENCY, env={"DB_POOL_MAX_SIZE": str(CONCURRENCY),
+                                                             "CELERY_RESULT_BACKEND": settings.REDIS_URL}) as worker:
         ours_once(h), raw_once(h)  # warm-up: imports, connections, caches
         for _ in range(REPEATS):
             ours.append(measured(h, worker, ours_once, cpu["ours"]))

@@ -161,8 +161,9 @@ SPECTACULAR_SETTINGS = {
 # no-op (a step is claimed with a conditional update on status + attempt).
 CELERY_BROKER_URL = REDIS_URL
 # No result backend: no task result is ever read, and with one every send would subscribe to a result
-# channel and, while Redis is down, block its caller retrying the backend.
-CELERY_RESULT_BACKEND = None
+# channel and, while Redis is down, block its caller retrying the backend. (The benchmark sets one for its
+# raw-chord baseline: chords need it.)
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
