@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -236,6 +237,37 @@ def wait_for_plan(plan_id: uuid.UUID, *, timeout: float = 30, statuses: tuple[st
         time.sleep(0.05)
 
 
+@contextmanager
+def serving(args: list[str], *, env: dict[str, str], log_name: str, ready_url: str,
+            stop_timeout: float = 20) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``python args`` from the project root with ``env``, logging to test-artifacts/``log_name``;
+    yield the process once ``ready_url`` answers 200 (within a minute); terminate it on the way out."""
+    import httpx
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / log_name, "ab") as log:
+        process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{args[1] if len(args) > 1 else args[0]} did not start; see {ARTIFACTS / log_name}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def _free_port() -> int:
     import socket
 
@@ -248,38 +280,15 @@ def _free_port() -> int:
 def asgi_server(django_db_setup: None, test_agents: str) -> Iterator[str]:
     """A real uvicorn process serving config.asgi on the test database (and the test Redis); yields its
     base URL, e.g. ``http://127.0.0.1:41234``. Data a test commits (transactional tests) is what it serves."""
-    import httpx
-
-    ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": _database_url_for(settings.DATABASES["default"]["NAME"]),
            "AGENTS_FILE": test_agents, "ORCH_EMBEDDED": "1"}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests' own process, never the server's
-    log = open(ARTIFACTS / "asgi.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/accounts/login/", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the test ASGI server did not start; see {ARTIFACTS / 'asgi.log'}")
-        time.sleep(0.1)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with serving(["-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                  "--log-level", "warning", "--no-access-log"], env=env, log_name="asgi.log",
+                 ready_url=f"{url}/accounts/login/"):
+        yield url
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/test.sh installs it); Playwright downloads nothing

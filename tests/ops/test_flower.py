@@ -4,15 +4,12 @@ periodic tasks kept out of its tasks view."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, _free_port
+from tests.conftest import _free_port, serving
 from tests.ops.web import served_database_url
 
 pytestmark = [pytest.mark.django_db]
@@ -22,29 +19,10 @@ pytestmark = [pytest.mark.django_db]
 def flower() -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": served_database_url(), "ORCH_EMBEDDED": "1", "FLOWER_BASIC_AUTH": "ops:pw"}
-    ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "flower.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "flower", f"--port={port}",
-                                    "--address=127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthcheck", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"flower did not start; see {ARTIFACTS / 'flower.log'}")
-            time.sleep(0.2)
+    with serving(["-m", "celery", "-A", "config", "flower", f"--port={port}", "--address=127.0.0.1"], env=env,
+                 log_name="flower.log", ready_url=f"{url}/healthcheck", stop_timeout=5):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_flower_asks_for_credentials_and_lists_the_declared_queues(flower: str) -> None:
