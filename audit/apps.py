@@ -8,8 +8,3 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
     default_auto_field = "django.db.models.BigAutoField"
 
-    def ready(self) -> None:
-        from audit import services
-        from orchestrator import events
-
-        events.on_recorded(services.events_recorded)

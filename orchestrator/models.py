@@ -78,12 +78,20 @@ class Step(models.Model):
     agent = models.CharField(max_length=100)
     input = models.JSONField(default=dict, blank=True)
     depends_on = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    # Kept by the scheduler (services/readiness.py): the keys of the steps that depend on this one, and how
+    # many of its own dependencies have not succeeded yet. A step's success decrements its dependents'
+    # counts in the statement that records it; the dependent whose count reaches 0 is ready.
+    dependents = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    waiting_on = models.PositiveIntegerField(default=0)
     # Inputs to the approval policies: the plan can raise a step's risk or ask for a gate, never lower
     # or remove what policy requires (approvals.policies).
     risk = models.CharField(max_length=8, default="low")
     approval_requested = models.BooleanField(default=False)
     # issue 10: when it succeeds, one step per item of a list in its output (planning.FanOutModel)
     fan_out = models.JSONField(null=True, blank=True)
+    # Its success may add steps whatever its output says (a fan_out, or a template trigger after it): recorded
+    # under the plan's exclusive lock (services/growth.py), never on the shared fast path.
+    grows = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.PENDING)
     # Incremented each time the step is queued; a message carries (step id, attempt), and only the
     # delivery whose attempt matches may claim the step.
@@ -119,6 +127,10 @@ class Step(models.Model):
             # The reconciler's scans: stale queued steps and expired leases.
             models.Index(fields=["status", "queued_at"], name="step_status_queued"),
             models.Index(fields=["status", "lease_expires_at"], name="step_status_lease"),
+            # What may run next in a plan, and whether it has anything left (bounded, whatever its size).
+            models.Index(fields=["plan"], condition=models.Q(status="pending", waiting_on=0), name="step_ready"),
+            models.Index(fields=["plan"], condition=~models.Q(status__in=["succeeded", "failed", "rejected",
+                                                                          "cancelled"]), name="step_open"),
         ]
 
     def __str__(self) -> str:

@@ -13,13 +13,22 @@ Concurrency rules (read these before changing anything here):
    ``states.STEP_TRANSITIONS``, allows) and, when ``attempt`` is given, only if that attempt is still current,
    and that appends the step's event. A duplicate or stale request matches no row and is a logged no-op:
    that makes task delivery idempotent.
-2. Whatever decides what runs next (a step ending, an approval resolved, cancel, the reconciler's repairs)
-   holds the plan's row lock (``SELECT ... FOR NO KEY UPDATE``), so two dependencies finishing at once
-   cannot both miss that their join is ready, the last two steps cannot both miss that the plan is done,
-   and budget checks see every reservation. (NO KEY: the claim's event row references the plan and takes
-   FOR KEY SHARE on it, which must not wait for a step's end.) The claim (queued -> running) needs no plan
-   lock: its conditional UPDATE races only with cancel and the reconciler's requeue, both of which move
-   only ``queued`` steps at a known attempt, so the step's row lock decides each race.
+2. The plan's row lock has two modes. Whatever decides what runs next from the plan as a whole (a failure, an
+   approval resolved, cancel, growth, edits, retries, the reconciler's repairs, the follow-up of a success
+   that freed a step) holds it exclusively (``SELECT ... FOR NO KEY UPDATE``), so budget checks see every
+   reservation and two deciders never miss each other. The common success (a step that spent nothing and
+   cannot grow: ``steps._succeed_shared``) is one autocommit statement that takes it FOR SHARE, records the
+   success and its event, and decrements its dependents' ``waiting_on`` (``readiness``): step ends of one plan
+   run side by side, and the exclusive holders exclude them all. A dependent's count reaches 0 in exactly one
+   statement (row locks serialize the decrements), and only that caller gates and queues it (under the
+   exclusive lock). A success after which no dependent waits checks, after its commit, whether anything of
+   the plan is left open: of two last steps ending at once, at least one sees the other. The statement waits
+   for its FOR SHARE inside its own snapshot: rows an exclusive holder changed meanwhile are re-read (Postgres
+   re-checks updated rows), and a dependent it added meanwhile is noticed (``Moved.recount``) and the counts
+   recomputed. (NO KEY: the claim's event row references the plan and takes FOR KEY SHARE on it, which must
+   not wait for a step's end.) The claim (queued -> running) needs no plan lock: its conditional UPDATE
+   races only with cancel and the reconciler's requeue, both of which move only ``queued`` steps at a known
+   attempt, so the step's row lock decides each race.
 3. Lock order: approval, then plan, then the owner's budget row, then steps. The reconciler locks one plan
    at a time. Messages go out after commit (``transaction.on_commit``); if one is lost, the reconciler sends
    it again, and the attempt number makes the copy harmless.
@@ -27,11 +36,13 @@ Concurrency rules (read these before changing anything here):
    record in a short transaction. The attempt's lease is renewed by the worker's heartbeat while it runs.
 5. Nothing that validates configuration runs inside a transaction: agents.yaml, approvals.yaml and the
    templates are validated when the process starts (``manage.py check`` too).
-6. A plan grows (``growth``: dynamic rules, an output's ``spawn``, a step's ``fan_out``) only under the plan
-   lock, in the transaction that records the success of the step that spawns: everything spawned is
-   validated whole against the plan as it is before anything is written, then inserted in one statement
-   (with the joins of the spawning step's pending dependents) or refused whole by failing that step. So a
-   spawned step is never seen half-added, and readiness (run in the same transaction) picks it up at once.
+6. A plan grows (``growth``: dynamic rules, an output's ``spawn``, a step's ``fan_out``) only under the
+   exclusive plan lock, in the transaction that records the success of the step that spawns (a step that can
+   grow is marked ``grows`` and never takes the shared path): everything spawned is validated whole against
+   the plan as it is before anything is written, then inserted in one statement (with the joins of the
+   spawning step's pending dependents) or refused whole by failing that step. So a spawned step is never seen
+   half-added. Every change of structure ends with a full ``scheduling.advance``, which recomputes the
+   plan's counts (``readiness.counts_refresh``) before it looks for ready steps.
 7. Retrying a plan (``resume``) moves its unsuccessful steps back to ``pending`` and the plan to ``running``
    under the plan lock; a late result of an earlier attempt finds its step no longer ``running`` (or at a
    newer attempt) and is discarded like any stale result. Succeeded steps are never moved.

@@ -89,7 +89,7 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
     refused = False
     books: _Books | None = None
     policies = approvals.policies()
-    for step in Step.objects.filter(id__in=ready).order_by("key"):
+    for step in Step.objects.filter(id__in=ready, status=StepStatus.PENDING).order_by("key"):
         # Its dependencies' outputs matter to an LLM's estimate and to a person deciding; load them only then.
         context = selectors.step_context(step) if agent_get(step.agent).kind == "llm" else None
         estimate = agent_estimate(step.agent, step.input, context or {})

@@ -123,6 +123,14 @@ def _own_specs(step_key: str, fan_out: dict[str, Any] | None, output: Any) -> tu
     return spawned, fanned
 
 
+def trigger_steps(template: str) -> frozenset[str]:
+    """The keys of the steps after which the template's triggers are judged (no query: templates are cached)."""
+    try:
+        return frozenset(t.after for t in _template(template).triggers.values()) if template else frozenset()
+    except planning.PlanInvalid:
+        return frozenset()
+
+
 def prepare(plan: Plan, *, step_id: uuid.UUID, attempt: int, output: Any) -> Growth | None:
     """Under the plan lock, before the success is recorded: what this success adds, validated whole, or
     the refusal. None when it adds nothing (or the attempt is no longer running: the caller finds that)."""

@@ -25,7 +25,7 @@ from common.errors import DomainError
 from memory import api as memory
 from orchestrator.models import Plan, Step
 from orchestrator.services.transitions import events_record
-from orchestrator.states import PLAN_TERMINAL, StepStatus
+from orchestrator.states import StepStatus
 
 if TYPE_CHECKING:
     from orchestrator.services.steps import ClaimedStep
@@ -71,26 +71,23 @@ def context_budget(options: dict[str, Any]) -> int:
     return budget
 
 
-def step_finished(claimed: ClaimedStep) -> None:
-    """Remember the step's outcome (if this attempt's outcome was recorded) and archive its plan if it ended."""
+def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str, plan_ended: bool) -> None:
+    """Remember the recorded outcome of the step (``status``, ``output``, ``error``), and archive its plan if
+    that outcome ended it. A success with no output leaves nothing to remember and costs no query."""
     try:
-        row = (Step.objects.filter(id=claimed.id, attempt=claimed.attempt,
-                                   status__in=[StepStatus.SUCCEEDED, StepStatus.FAILED])
-               .values("status", "output", "error_message", "plan__owner_id", "plan__status", "plan__request",
-                       "plan__result").first())
-        if row is None:
-            return
-        owner = memory.Owner(user_id=row["plan__owner_id"])
         # A memory step's output is memory itself (what it searched, wrote or read): remembering it again
         # would learn back what was recalled, and move a fact's source to the step that merely found it.
-        if agent_get(claimed.agent).kind != "memory":
-            memory.step_remember(owner=owner, plan_id=claimed.plan_id, step_input=claimed.input,
-                                 outcome=memory.StepOutcome(claimed.key, claimed.agent, row["status"], row["output"],
-                                                            row["error_message"]))
-        if row["plan__status"] in PLAN_TERMINAL:
+        worth = not (status == StepStatus.SUCCEEDED and output is None)
+        if worth and agent_get(claimed.agent).kind != "memory":
+            owner_id = Plan.objects.filter(id=claimed.plan_id).values_list("owner_id", flat=True).get()
+            memory.step_remember(owner=memory.Owner(user_id=owner_id), plan_id=claimed.plan_id,
+                                 step_input=claimed.input,
+                                 outcome=memory.StepOutcome(claimed.key, claimed.agent, str(status), output, error))
+        if plan_ended:
             plan_finished(plan_id=claimed.plan_id)
-    except DomainError as exc:
-        log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(claimed.id), "code": exc.code})
+    except (DomainError, Plan.DoesNotExist) as exc:
+        log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(claimed.id),
+                                                                  "error": getattr(exc, "code", repr(exc))})
     finally:
         connection.close()
 

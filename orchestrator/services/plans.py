@@ -19,7 +19,7 @@ from common.errors import Conflict
 from orchestrator import experimenting, planning
 from orchestrator.models import Plan, Step
 from orchestrator.planning import StepSpec
-from orchestrator.services import leases
+from orchestrator.services import growth, leases
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.dispatch import dispatch_on_commit, planner_on_commit
 from orchestrator.services.scheduling import advance
@@ -43,9 +43,11 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
     if any(spec.fan_out for spec in specs) and not plan.has_fan_out:  # issue 10 (services/growth.py)
         plan.has_fan_out = True
         Plan.objects.filter(id=plan.id).update(has_fan_out=True)
+    triggered = growth.trigger_steps(plan.template)
     Step.objects.bulk_create(
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
              risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out,
+             grows=spec.fan_out is not None or spec.key in triggered,
              timeout=agents[spec.agent].timeout, deadline=agents[spec.agent].deadline,
              max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
         for spec in specs

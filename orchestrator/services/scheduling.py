@@ -4,6 +4,7 @@ ready, finish a settled plan. Readiness itself is defined once, in services/read
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from django.db import transaction
 from django.utils import timezone
@@ -13,19 +14,21 @@ from orchestrator.services import readiness
 from orchestrator.services.budgets import gate
 from orchestrator.services.dispatch import dispatch_on_commit
 from orchestrator.services.transitions import plan_locked, plan_transition, steps_transition
-from orchestrator.states import PlanStatus, StepStatus
+from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
 
 
-def advance(plan: Plan, *, after_success_of: str | None = None) -> None:
+def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None) -> None:
     """Under the plan lock: cancel steps that can never run, start (or gate) the ready ones, and finish a
-    settled plan. ``after_success_of``: the step that just succeeded, when that is all that changed (then
-    only its dependents can have become ready, and nothing can have become doomed)."""
-    if after_success_of is None:
+    settled plan. ``freed``: the steps a success just made ready (``Moved.freed``), when that success is all
+    that changed; otherwise (a failure, a decision, a change of structure) the plan's counts are recomputed
+    and the whole plan is looked at."""
+    if freed is None:
+        readiness.counts_refresh(plan_id=plan.id)
         doomed = readiness.steps_doomed(plan_id=plan.id)
         steps_transition(step_ids=doomed, sources=[StepStatus.PENDING], to=StepStatus.CANCELLED,
                          fields={"finished_at": timezone.now(), "error_code": "step.upstream_failed",
                                  "error_message": "a step it depends on did not succeed"})
-    ready = readiness.steps_ready(plan_id=plan.id, dependents_of=after_success_of)
+    ready = readiness.steps_ready(plan_id=plan.id) if freed is None else list(freed)
     if ready:
         free, refused = gate(plan, ready)
         dispatch_on_commit(steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,
@@ -46,17 +49,27 @@ def finish(plan: Plan) -> None:
         plan_transition(plan, PlanStatus.FAILED, error_code=failed["error_code"], error_message=message,
                         data={"step": failed["key"], "code": failed["error_code"]})
         return
-    keys_and_deps = list(Step.objects.filter(plan=plan).values_list("key", "depends_on"))
-    dependencies = set().union(*(deps for _, deps in keys_and_deps))
-    sinks = [key for key, _ in keys_and_deps if key not in dependencies]
-    outputs = dict(Step.objects.filter(plan=plan, key__in=sinks).values_list("key", "output"))
-    result = outputs[sinks[0]] if len(sinks) == 1 else outputs
+    outputs = dict(Step.objects.filter(plan=plan, dependents=[]).order_by("key").values_list("key", "output"))
+    result = next(iter(outputs.values())) if len(outputs) == 1 else outputs
     plan_transition(plan, PlanStatus.SUCCEEDED, result=result)
 
 
-def plan_advance(*, plan_id: uuid.UUID) -> None:
-    """Queue whatever is ready and finish the plan if it is settled. Idempotent; takes the plan lock."""
+def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID]) -> bool:
+    """After a success recorded under the shared lock (``steps._succeed_shared``): gate and queue what it
+    freed, or finish the plan if that success may have been its last step. Takes the plan lock; True if the
+    plan has ended. (If this never runs, a worker died in between: the reconciler advances the plan.)"""
+    with transaction.atomic():
+        plan = plan_locked(plan_id)
+        if plan.status == PlanStatus.RUNNING:
+            advance(plan, freed=freed)
+    return plan.status in PLAN_TERMINAL
+
+
+def plan_advance(*, plan_id: uuid.UUID) -> bool:
+    """Recompute the plan's counts, queue whatever is ready and finish the plan if it is settled. Idempotent;
+    takes the plan lock. True if the plan has ended."""
     with transaction.atomic():
         plan = plan_locked(plan_id)
         if plan.status == PlanStatus.RUNNING:
             advance(plan)
+    return plan.status in PLAN_TERMINAL

@@ -27,11 +27,11 @@ from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, 
 from common.edge import storable
 from orchestrator import experimenting, selectors
 from orchestrator.models import Plan, Step
-from orchestrator.services import growth, leases, memory
+from orchestrator.services import growth, leases, memory, readiness
 from orchestrator.services.budgets import totals_add
-from orchestrator.services.scheduling import advance
+from orchestrator.services.scheduling import advance, plan_advance, plan_followup
 from orchestrator.services.transitions import events_record, plan_of_step_locked, steps_transition
-from orchestrator.states import PlanStatus, StepStatus
+from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
 
 log = logging.getLogger("orchestrator")
 
@@ -104,8 +104,17 @@ def _already_recorded(step_id: uuid.UUID, attempt: int, to: StepStatus) -> bool:
     return Step.objects.filter(id=step_id, attempt=attempt, status=to).exists()
 
 
+@dataclass(frozen=True)
+class Ended:
+    """How recording an attempt's end went: whether it was recorded (False: stale), and whether that ended
+    the plan (memory archives the plan's episode then)."""
+
+    recorded: bool
+    plan_ended: bool = False
+
+
 def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[str, Any],
-              event_data: dict[str, Any] | None = None, spent: tuple[int, Decimal] | None = None) -> bool:
+              event_data: dict[str, Any] | None = None, spent: tuple[int, Decimal] | None = None) -> Ended:
     """Record how a running attempt ended and advance its plan, in one transaction under the plan lock.
 
     A stale attempt's result is discarded, but what it spent is still added to the totals (it was spent);
@@ -113,7 +122,7 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
     with transaction.atomic():
         plan = plan_of_step_locked(step_id)
         if plan is None:
-            return False
+            return Ended(False)
         grown = None  # what a success spawns is validated whole before anything is recorded
         if to == StepStatus.SUCCEEDED and plan.status == PlanStatus.RUNNING:
             grown = growth.prepare(plan, step_id=step_id, attempt=attempt, output=fields["output"])
@@ -125,18 +134,45 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
                                  fields={**fields, "finished_at": timezone.now(), "lease_expires_at": None})
         if not moved:
             if _already_recorded(step_id, attempt, to):
-                return True
+                return Ended(True)
             log.info("orchestrator.step.result_stale", extra={"step_id": str(step_id), "attempt": attempt})
             if spent is not None:
                 totals_add(plan, tokens=spent[0], cost=spent[1])
-            return False
+            return Ended(False)
         if spent is not None:
             totals_add(plan, tokens=spent[0], cost=spent[1])
         if grown is not None:
             growth.apply(plan, grown)  # then a whole pass: spawned steps need not depend on this one
         if plan.status == PlanStatus.RUNNING:
-            advance(plan, after_success_of=moved[0].key if to == StepStatus.SUCCEEDED and grown is None else None)
-    return True
+            advance(plan, freed=moved[0].freed if to == StepStatus.SUCCEEDED and grown is None else None)
+    return Ended(True, plan.status in PLAN_TERMINAL)
+
+
+def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any]) -> Ended | None:
+    """The common success, recorded without the plan's exclusive lock: a step that spent nothing (no totals
+    to add) and cannot grow. None when it is not that kind, or not running at this attempt any more (the
+    caller takes the locked path, ``_step_end``, which tells which).
+
+    One statement in autocommit (``steps_transition(plan_shared=True)``): it locks the plan's row FOR SHARE,
+    records the success and its event, and counts down its dependents. So step ends of one plan run side by
+    side, holding their locks only while the statement runs, while everything that decides under the
+    exclusive lock waits for them and they for it. Only a success that freed a dependent, or after which
+    nothing of the plan is left open, then takes the exclusive lock (``plan_followup``). Must not run in a
+    transaction."""
+    moved = steps_transition(step_ids=[step_id], sources=[StepStatus.RUNNING], to=StepStatus.SUCCEEDED,
+                             attempt=attempt, plan_shared=True,
+                             fields={**fields, "finished_at": timezone.now(), "lease_expires_at": None})
+    if not moved:
+        return None
+    step = moved[0]
+    if step.recount:
+        return Ended(True, plan_advance(plan_id=step.plan_id))
+    # A success that freed nothing and leaves no dependent waiting may have been the plan's last. Seen after
+    # its own commit, so of two last steps ending at once at least one sees the other ended (the follow-up
+    # checks again under the lock).
+    if step.freed or (not step.blocked and readiness.plan_settled(plan_id=step.plan_id)):
+        return Ended(True, plan_followup(plan_id=step.plan_id, freed=step.freed))
+    return Ended(True)
 
 
 def _spent(usage: dict[str, Any] | None) -> tuple[int, Decimal] | None:
@@ -146,13 +182,7 @@ def _spent(usage: dict[str, Any] | None) -> tuple[int, Decimal] | None:
     return tokens, Decimal(str(usage.get("cost") or "0"))
 
 
-def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None) -> bool:
-    """Record a result and start what it unblocks. False if this attempt is no longer current.
-
-    ``usage`` (``prompt_tokens``, ``completion_tokens``, ``cost`` as a decimal string, ``model``) is stored
-    on the step and added to the plan's and the owner's totals in the same transaction. Text Postgres
-    cannot store (U+0000, lone surrogates) is escaped. Raises TypeError, before writing anything, if the
-    output is not JSON."""
+def _succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None) -> Ended:
     output = storable(output)
     json.dumps(output)
     fields: dict[str, Any] = {"output": output, "usage": usage}
@@ -160,20 +190,39 @@ def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[s
         fields.update(prompt_tokens=int(usage.get("prompt_tokens", 0)),
                       completion_tokens=int(usage.get("completion_tokens", 0)),
                       cost=Decimal(str(usage.get("cost") or "0")))
+    elif not (isinstance(output, dict) and "spawn" in output):
+        ended = _succeed_shared(step_id=step_id, attempt=attempt, fields=fields)
+        if ended is not None:
+            return ended
     # experiments: how the call was served (cached, routed, variant) goes into the step.succeeded event too.
     marks = {key: usage[key] for key in USAGE_MARKS if usage and key in usage}
     return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED, fields=fields,
                      spent=_spent(usage), event_data=marks or None)
 
 
-def step_fail(*, step_id: uuid.UUID, attempt: int, code: str, message: str,
-              usage: dict[str, Any] | None = None) -> bool:
-    """Record a terminal failure (and what its tries spent); its dependents are cancelled, and the plan
-    fails once settled."""
+def _fail(*, step_id: uuid.UUID, attempt: int, code: str, message: str,
+          usage: dict[str, Any] | None = None) -> Ended:
     message = storable(message)
     return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.FAILED,
                      fields={"error_code": code, "error_message": message[:2000]},
                      event_data={"code": code, "message": message[:500]}, spent=_spent(usage))
+
+
+def step_succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None) -> bool:
+    """Record a result and start what it unblocks. False if this attempt is no longer current.
+
+    ``usage`` (``prompt_tokens``, ``completion_tokens``, ``cost`` as a decimal string, ``model``) is stored
+    on the step and added to the plan's and the owner's totals in the same transaction. Text Postgres
+    cannot store (U+0000, lone surrogates) is escaped. Raises TypeError, before writing anything, if the
+    output is not JSON."""
+    return _succeed(step_id=step_id, attempt=attempt, output=output, usage=usage).recorded
+
+
+def step_fail(*, step_id: uuid.UUID, attempt: int, code: str, message: str,
+              usage: dict[str, Any] | None = None) -> bool:
+    """Record a terminal failure (and what its tries spent); its dependents are cancelled, and the plan
+    fails once settled."""
+    return _fail(step_id=step_id, attempt=attempt, code=code, message=message, usage=usage).recorded
 
 
 def _running_step_event(step_id: uuid.UUID, attempt: int, type_: str, data: dict[str, Any]) -> None:
@@ -206,8 +255,25 @@ def step_retrying(*, step_id: uuid.UUID, attempt: int, code: str, message: str, 
 # --- one delivery, whole ---------------------------------------------------------------------------------
 
 
-def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | None,
-                owner: str) -> Callable[[], object]:
+@dataclass(frozen=True)
+class Outcome:
+    """How the agent call ended, as recorded (what memory learns from it)."""
+
+    status: StepStatus
+    output: Any = None
+    error: str = ""
+
+
+Recording = Callable[[], tuple[Ended, Outcome]]
+
+
+def _failure(step_id: uuid.UUID, attempt: int, code: str, message: str,
+             usage: dict[str, Any] | None = None) -> Recording:
+    return lambda: (_fail(step_id=step_id, attempt=attempt, code=code, message=message, usage=usage),
+                    Outcome(StepStatus.FAILED, error=message))
+
+
+def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | None, owner: str) -> Recording:
     """Call the step's agent (no connection held, within the lease's deadline); return how to record it."""
     step_id, attempt = claimed.id, claimed.attempt
     output = ChunkBuffer(lambda text: step_output_chunk(step_id=step_id, attempt=attempt, text=text))
@@ -222,23 +288,21 @@ def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | No
         result = agent_run(name=claimed.agent, call=call, on_retry=on_retry)
         output.close()
     except AgentError as exc:
-        code, message = exc.code, exc.message
-        spent = exc.usage.as_dict() if exc.usage is not None else None
-        return lambda: step_fail(step_id=step_id, attempt=attempt, code=code, message=message, usage=spent)
+        return _failure(step_id, attempt, exc.code, exc.message, exc.usage.as_dict() if exc.usage else None)
     except Exception as exc:  # the agent boundary: a crash in agent code fails the step, visibly
         log.exception("orchestrator.step.agent_crashed", extra={"step_id": str(step_id), "attempt": attempt})
-        message = f"{type(exc).__name__}: {exc}"
-        return lambda: step_fail(step_id=step_id, attempt=attempt, code="agent.crashed", message=message)
+        return _failure(step_id, attempt, "agent.crashed", f"{type(exc).__name__}: {exc}")
     usage = result.usage.as_dict() if result.usage is not None else {}
     if result.agent != claimed.agent:
         usage["agent"] = result.agent  # its fallback answered
 
-    def record() -> object:
+    def record() -> tuple[Ended, Outcome]:
         try:
-            return step_succeed(step_id=step_id, attempt=attempt, output=result.output, usage=usage or None)
+            ended = _succeed(step_id=step_id, attempt=attempt, output=result.output, usage=usage or None)
+            return ended, Outcome(StepStatus.SUCCEEDED, output=result.output)
         except TypeError as exc:
-            return step_fail(step_id=step_id, attempt=attempt, code="agent.bad_output",
-                             message=f"the agent's output is not JSON: {exc}", usage=usage or None)
+            return _failure(step_id, attempt, "agent.bad_output", f"the agent's output is not JSON: {exc}",
+                            usage or None)()
 
     return record
 
@@ -268,7 +332,9 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
         claimed = replace(claimed, context=memory.step_context(claimed))
         record = _call_agent(claimed, lease, tokens_left, owner)
         try:
-            durably(record, until=lambda: lease.valid_until, what="record")
+            ended, outcome = durably(record, until=lambda: lease.valid_until, what="record")
         finally:
             connection.close()
-    memory.step_finished(claimed)  # what the step leaves in memory; the plan's episode if it ended
+    if ended.recorded:  # what the step leaves in memory; the plan's episode if that ended it
+        memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
+                             plan_ended=ended.plan_ended)

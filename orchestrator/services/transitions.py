@@ -47,6 +47,21 @@ _PLAN = Plan._meta.db_table
 _COUNTERS = frozenset({"attempt", "requeues"})
 _JSON_COLUMNS = frozenset(f.column for f in Step._meta.concrete_fields if isinstance(f, JSONField))
 
+# A success decrements its dependents' counts of unfinished dependencies (services/readiness.py), in the
+# statement that records it; the counts are grouped first, so that two steps moved at once that share a
+# dependent decrement it twice (an UPDATE ... FROM changes a row once, whatever the join yields).
+_FREED = f""", freed AS (
+            UPDATE {_STEP} d SET waiting_on = d.waiting_on - c.n
+            FROM (SELECT plan_id, dep, count(*) AS n FROM moved CROSS JOIN LATERAL unnest(moved.dependents) AS dep
+                  GROUP BY plan_id, dep) c
+            WHERE d.plan_id = c.plan_id AND d.key = c.dep
+            RETURNING d.id, d.plan_id, d.key, d.waiting_on, d.status
+        )"""
+_NOTHING_FREED = """, freed AS (
+            SELECT NULL::uuid AS id, NULL::uuid AS plan_id, NULL::varchar AS key, 0 AS waiting_on,
+                   NULL::varchar AS status WHERE false
+        )"""
+
 
 @dataclass(frozen=True)
 class Moved:
@@ -61,6 +76,13 @@ class Moved:
     depends_on: list[str]
     timeout: float
     deadline: float
+    # A success only: its dependents whose last dependency this was (pending, now ready), and whether any
+    # dependent still waits on others (then the plan cannot have settled with this step).
+    freed: tuple[uuid.UUID, ...] = ()
+    blocked: bool = False
+    # Not every dependent it names was counted down: the plan's structure changed while the statement waited
+    # for its lock (a dependent added since its snapshot). The counts must be recomputed (a full advance).
+    recount: bool = False
 
 
 def events_record(*, plan_id: uuid.UUID, items: list[tuple[str, str, dict[str, Any]]],
@@ -83,7 +105,8 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
                      attempt: int | list[int] | None = None, increment: tuple[str, ...] = (),
                      fields: dict[str, Any] | None = None,
                      run_started_at: datetime | None = None, event: str | None = None,
-                     event_data: dict[str, Any] | None = None, actor: User | None = None) -> list[Moved]:
+                     event_data: dict[str, Any] | None = None, actor: User | None = None,
+                     plan_shared: bool = False) -> list[Moved]:
     """Move the given steps from one of ``sources`` to ``to``; return those that moved.
 
     The caller names the statuses it expects the steps in (each move must be one the state machine
@@ -93,6 +116,11 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     request is a no-op. ``fields`` are plain column values, ``increment`` names integer columns to add one
     to (``attempt``: a new delivery; ``requeues``); ``run_started_at`` sets the run's deadline (that time plus the
     step's ``deadline`` seconds). Events go out to live subscribers after commit.
+
+    A move to ``succeeded`` also decrements its dependents' counts (services/readiness.py) and reports which
+    it freed. ``plan_shared`` (the fast path of a success, run in autocommit): the statement itself first
+    locks the plan's row FOR SHARE, and moves only steps of a running plan that cannot grow (rule 2 in
+    ``services/__init__.py``).
     """
     step_ids = list(step_ids)
     source_list = [StepStatus(s) for s in sources]
@@ -123,26 +151,44 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
         if attempt is not None:
             where += " AND attempt = %s"
             params.append(attempt)
+    lock = ""
+    if plan_shared:
+        lock = f"""shared AS (
+            SELECT id FROM {_PLAN} WHERE id = (SELECT plan_id FROM {_STEP} WHERE id = %s) AND status = 'running'
+            FOR SHARE
+        ), """
+        where += " AND NOT grows AND plan_id IN (SELECT id FROM shared)"
+        params = [step_ids[0], *params]
     event_type, extra, now = event or EVENT_FOR_STATUS[to], event_data or {}, timezone.now()
     params += [event_type, Jsonb(extra), actor.pk if actor else None, now]
     sql = f"""
-        WITH moved AS (
+        WITH {lock}moved AS (
             UPDATE {_STEP} SET {", ".join(sets)} WHERE {where}
-            RETURNING id, plan_id, key, agent, attempt, input, depends_on, timeout, deadline
+            RETURNING id, plan_id, key, agent, attempt, input, depends_on, timeout, deadline, dependents
         ), recorded AS (
             INSERT INTO {_EVENT} (plan_id, step_key, type, data, actor_id, created_at)
             SELECT plan_id, key, %s, jsonb_build_object('attempt', attempt, 'agent', agent) || %s::jsonb, %s, %s
             FROM moved
             RETURNING id, plan_id, step_key
-        )
-        SELECT moved.*, recorded.id FROM moved JOIN recorded
-            ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
+        ){_FREED if to == StepStatus.SUCCEEDED else _NOTHING_FREED}
+        SELECT moved.id, moved.plan_id, moved.key, moved.agent, moved.attempt, moved.input, moved.depends_on,
+               moved.timeout, moved.deadline,
+               ARRAY(SELECT f.id FROM freed f WHERE f.plan_id = moved.plan_id AND f.key = ANY(moved.dependents)
+                     AND f.waiting_on = 0 AND f.status = 'pending'),
+               EXISTS(SELECT 1 FROM freed f WHERE f.plan_id = moved.plan_id AND f.key = ANY(moved.dependents)
+                      AND f.waiting_on > 0 AND f.status = 'pending'),
+               cardinality(moved.dependents) <> (SELECT count(*) FROM freed f WHERE f.plan_id = moved.plan_id
+                                                 AND f.key = ANY(moved.dependents)),
+               recorded.id
+        FROM moved JOIN recorded ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     # Django has psycopg hand jsonb back as text (JSONField decodes it); so does this raw cursor.
     moved = [Moved(id=row[0], plan_id=row[1], key=row[2], agent=row[3], attempt=row[4], input=json.loads(row[5]),
-                   depends_on=row[6], timeout=row[7], deadline=row[8]) for row in rows]
+                   depends_on=row[6], timeout=row[7], deadline=row[8], freed=tuple(row[9]), blocked=row[10],
+                   recount=row[11] and to == StepStatus.SUCCEEDED)
+             for row in rows]
     events.publish_on_commit(
         PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,
                   data={"attempt": step.attempt, "agent": step.agent, **extra}, created_at=now)
