@@ -1,10 +1,12 @@
-"""Overhead: a plan of 200 parallel ``noop`` steps plus a join step, against a raw Celery chord of the same
-shape (200 no-op tasks, one body), on one worker process (``-P threads -c 16``, DB pool 16) and the same
-broker. Wall time from submission to completion: ``plan_create`` called -> ``plan.finished_at``, and chord
-submitted -> the time the body task ran (both recorded by the worker, so polling adds nothing). Runs are
-interleaved (ours, raw, ours, raw, ...) after one warm-up pair; medians are compared. Target ours/raw <= 1.5.
-Also shown: CPU time per step of the worker process, of Postgres (all its processes) and of Redis, from
-/proc: on a small shared machine the wall time follows the CPU spent per step.
+"""Overhead: plans of 200, 1,000 and 5,000 parallel ``noop`` steps plus a join step, against a raw Celery
+chord of the same shape (N no-op tasks, one body), on one worker process (``-P threads -c 16``, DB pool 16)
+and the same broker. Wall time from submission to completion: ``plan_create`` called -> ``plan.finished_at``,
+and chord submitted -> the time the body task ran (both recorded by the worker, so polling adds nothing).
+Runs are interleaved (ours, raw, ours, raw, ...) after one warm-up pair; medians are compared (5 runs at 200,
+3 at 1,000, 2 at 5,000). Targets: ours/raw <= 1.5 at 200 and <= 1.8 at 1,000 and 5,000, and a flat cost per
+step: wall per step at 5,000 within 10 % of that at 200. Also shown: CPU time per step of the worker process,
+of Postgres (all its processes) and of Redis, from /proc: on a small shared machine the wall time follows
+the CPU spent per step.
 """
 
 from __future__ import annotations
@@ -18,41 +20,43 @@ from celery import chord
 
 from bench.harness import Harness, Result, Worker
 
-WIDTH = 200
+WIDTHS = {200: 5, 1000: 3, 5000: 2}  # steps: runs of each side
 CONCURRENCY = 16
-REPEATS = 5
 
 
-def ours_once(h: Harness) -> float:
+def ours_once(h: Harness, width: int) -> float:
     """Seconds from plan_create to the plan's finished_at."""
+    from django.conf import settings
+
     from orchestrator.services import plan_create
 
-    steps: list[dict[str, Any]] = [{"key": f"s{i}", "agent": "noop"} for i in range(WIDTH)]
-    steps.append({"key": "join", "agent": "noop", "depends_on": [f"s{i}" for i in range(WIDTH)]})
+    steps: list[dict[str, Any]] = [{"key": f"s{i}", "agent": "noop"} for i in range(width)]
+    steps.append({"key": "join", "agent": "noop", "depends_on": [f"s{i}" for i in range(width)]})
+    settings.ORCH_MAX_STEPS = max(settings.ORCH_MAX_STEPS, width + 1)
     t0 = time.time()
     plan = plan_create(owner=h.user, request="bench overhead", steps=steps)
-    plan = h.wait_plan(plan.id, timeout=120)
+    plan = h.wait_plan(plan.id, timeout=600)
     return float(plan.finished_at.timestamp() - t0)
 
 
-def raw_once(h: Harness) -> float:
+def raw_once(h: Harness, width: int) -> float:
     """Seconds from submitting the chord to its body running."""
     from bench.tasks import join, noop
 
     t0 = time.time()
-    result = chord(noop.s() for _ in range(WIDTH))(join.s())
-    return float(result.get(timeout=120)) - t0
+    result = chord(noop.s() for _ in range(width))(join.s())
+    return float(result.get(timeout=600)) - t0
 
 
-def measured(h: Harness, worker: Worker, fn: Callable[[Harness], float],
+def measured(h: Harness, worker: Worker, fn: Callable[[Harness, int], float], width: int,
              cpu: dict[str, list[float]]) -> float:
     """Run ``fn`` and add the worker's and Postgres' CPU ms per step to ``cpu``."""
     before = h.cpu_seconds(worker)
-    seconds = fn(h)
+    seconds = fn(h, width)
     time.sleep(0.2)  # let the worker settle (acks, result writes) before reading its CPU time
     after = h.cpu_seconds(worker)
     for name in after:
-        cpu[name].append((after[name] - before[name]) / (WIDTH + 1) * 1000)
+        cpu[name].append((after[name] - before[name]) / (width + 1) * 1000)
     return seconds
 
 
@@ -61,34 +65,44 @@ def _join(values: list[float]) -> str:
 
 
 def run(h: Harness) -> list[Result]:
-    ours: list[float] = []
-    raw: list[float] = []
-    cpu: dict[str, dict[str, list[float]]] = {side: {"worker": [], "postgres": [], "redis": []}
-                                              for side in ("ours", "raw")}
     # The raw chord needs a result backend (the project runs without one; its own tasks ignore results).
     from celery import current_app
     from django.conf import settings
 
     current_app.conf.result_backend = settings.REDIS_URL
     current_app._local.__dict__.pop("backend", None)  # forget the disabled backend this thread made
-    with h.worker("overhead", concurrency=CONCURRENCY, env={"DB_POOL_MAX_SIZE": str(CONCURRENCY),
-                                                             "CELERY_RESULT_BACKEND": settings.REDIS_URL}) as worker:
-        ours_once(h), raw_once(h)  # warm-up: imports, connections, caches
-        for _ in range(REPEATS):
-            ours.append(measured(h, worker, ours_once, cpu["ours"]))
-            raw.append(measured(h, worker, raw_once, cpu["raw"]))
-    ours_med, raw_med = statistics.median(ours), statistics.median(raw)
-    med = {side: {name: statistics.median(values) for name, values in by.items()} for side, by in cpu.items()}
-    samples = f"ours {_join(ours)} s; raw {_join(raw)} s"
-    return [
-        Result.at_most("overhead: ours / raw chord", ours_med / raw_med, "x", 1.5,
-                       f"{WIDTH} no-op steps + join, -P threads -c {CONCURRENCY}, medians of {REPEATS}"),
-        Result.info("overhead: ours (plan), wall", ours_med, "s", samples),
-        Result.info("overhead: raw chord, wall", raw_med, "s"),
-        Result.info("overhead: worker CPU per step, ours", med["ours"]["worker"], "ms",
-                    f"raw chord {med['raw']['worker']:.2f} ms"),
-        Result.info("overhead: Postgres CPU per step, ours", med["ours"]["postgres"], "ms",
-                    f"raw chord {med['raw']['postgres']:.2f} ms"),
-        Result.info("overhead: Redis CPU per step, ours", med["ours"]["redis"], "ms",
-                    f"raw chord {med['raw']['redis']:.2f} ms"),
-    ]
+    results: list[Result] = []
+    per_step: dict[int, float] = {}
+    with h.worker("overhead", concurrency=CONCURRENCY, env={
+            "DB_POOL_MAX_SIZE": str(CONCURRENCY), "CELERY_RESULT_BACKEND": settings.REDIS_URL,
+            "ORCH_MAX_STEPS": str(max(WIDTHS) + 1)}) as worker:
+        ours_once(h, 200), raw_once(h, 200)  # warm-up: imports, connections, caches
+        for width, repeats in WIDTHS.items():
+            ours: list[float] = []
+            raw: list[float] = []
+            cpu: dict[str, dict[str, list[float]]] = {side: {"worker": [], "postgres": [], "redis": []}
+                                                      for side in ("ours", "raw")}
+            for _ in range(repeats):
+                ours.append(measured(h, worker, ours_once, width, cpu["ours"]))
+                raw.append(measured(h, worker, raw_once, width, cpu["raw"]))
+            ours_med, raw_med = statistics.median(ours), statistics.median(raw)
+            per_step[width] = ours_med / (width + 1) * 1000
+            med = {side: {name: statistics.median(values) for name, values in by.items()} for side, by in cpu.items()}
+            results += [
+                Result.at_most(f"overhead {width}: ours / raw chord", ours_med / raw_med, "x",
+                               1.5 if width <= 200 else 1.8,
+                               f"{width} no-op steps + join, -P threads -c {CONCURRENCY}, medians of {repeats}; "
+                               f"ours {_join(ours)} s; raw {_join(raw)} s"),
+                Result.info(f"overhead {width}: ours, wall per step", per_step[width], "ms",
+                            f"raw chord {raw_med / (width + 1) * 1000:.2f} ms"),
+                Result.info(f"overhead {width}: CPU per step, ours (worker + Postgres + Redis)",
+                            sum(med["ours"].values()), "ms",
+                            f"worker {med['ours']['worker']:.2f}, Postgres {med['ours']['postgres']:.2f}, "
+                            f"Redis {med['ours']['redis']:.2f}; raw chord {sum(med['raw'].values()):.2f} "
+                            f"(worker {med['raw']['worker']:.2f}, Redis {med['raw']['redis']:.2f})"),
+            ]
+    largest, smallest = max(WIDTHS), min(WIDTHS)
+    results.append(Result.at_most(f"overhead: wall per step at {largest} / at {smallest}",
+                                  per_step[largest] / per_step[smallest], "x", 1.1,
+                                  "flat cost per step as plans grow"))
+    return results

@@ -22,3 +22,11 @@ def noop() -> None:
 def join(results: list[Any]) -> float:
     """A chord body: returns the epoch time it ran at, the raw chord's completion time."""
     return time.time()
+
+
+@app.task(name="bench.post", queue="agents", ignore_result=False)
+def post(url: str, i: int) -> None:
+    """The raw counterpart of an ``http`` step: one POST, its JSON answer read."""
+    import httpx
+
+    httpx.post(url, json={"i": i}, timeout=30).json()

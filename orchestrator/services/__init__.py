@@ -42,7 +42,7 @@ Concurrency rules (read these before changing anything here):
    the plan as it is before anything is written, then inserted in one statement (with the joins of the
    spawning step's pending dependents) or refused whole by failing that step. So a spawned step is never seen
    half-added. Every change of structure ends with a full ``scheduling.advance``, which recomputes the
-   plan's counts (``readiness.counts_refresh``) before it looks for ready steps.
+   plan's counts (``readiness.graph_refresh``) before it looks for ready steps.
 7. Retrying a plan (``resume``) moves its unsuccessful steps back to ``pending`` and the plan to ``running``
    under the plan lock; a late result of an earlier attempt finds its step no longer ``running`` (or at a
    newer attempt) and is discarded like any stale result. Succeeded steps are never moved.

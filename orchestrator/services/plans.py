@@ -19,7 +19,7 @@ from common.errors import Conflict
 from orchestrator import experimenting, planning
 from orchestrator.models import Plan, Step
 from orchestrator.planning import StepSpec
-from orchestrator.services import growth, leases
+from orchestrator.services import growth, leases, readiness
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.dispatch import dispatch_on_commit, planner_on_commit
 from orchestrator.services.scheduling import advance
@@ -44,10 +44,13 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
         plan.has_fan_out = True
         Plan.objects.filter(id=plan.id).update(has_fan_out=True)
     triggered = growth.trigger_steps(plan.template)
+    # The counts of new steps among themselves; a plan that already has steps (growth) recomputes them all.
+    counts = readiness.counts_of({spec.key: spec.depends_on for spec in specs})
     Step.objects.bulk_create(
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
              risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out,
              grows=spec.fan_out is not None or spec.key in triggered,
+             dependents=counts[spec.key][0], waiting_on=counts[spec.key][1],
              timeout=agents[spec.agent].timeout, deadline=agents[spec.agent].deadline,
              max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
         for spec in specs
@@ -57,7 +60,7 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
 def _start(plan: Plan, specs: list[StepSpec]) -> None:
     _steps_add(plan, specs)
     plan_transition(plan, PlanStatus.RUNNING, data={"steps": len(specs)})
-    advance(plan)
+    advance(plan, freed=readiness.steps_ready(plan_id=plan.id))  # its roots: nothing has ended yet
 
 
 def plan_create(*, owner: User, request: str, template: str = "",

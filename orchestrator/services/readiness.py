@@ -1,4 +1,4 @@
-"""What may run next: the one definition of "ready", and of "doomed", in SQL.
+"""What may run next: the one definition of "ready", and of "doomed".
 
 A pending step is *ready* when every step it depends on has succeeded, and *doomed* when a step it depends
 on (directly or through other pending steps) ended without success: it can never run.
@@ -6,80 +6,104 @@ on (directly or through other pending steps) ended without success: it can never
 Readiness is kept as counts, so that a step's end never reads the whole plan: each step carries the keys of
 its ``dependents`` and ``waiting_on``, how many of its dependencies have not succeeded. The statement that
 records a success decrements its dependents' counts (``transitions.steps_transition``); a dependent whose
-count reaches 0 is ready, and only that statement can see it reach 0. Whatever changes a plan's structure
-(creation, growth, edits, retries) calls ``counts_refresh`` under the plan lock, which recomputes both from
-``depends_on`` (the truth) in one statement; the lock excludes every step end meanwhile (rule 2 in
-``services/__init__.py``).
+count reaches 0 is ready, and only that statement can see it reach 0. New steps get their counts when they
+are inserted (``counts_of``), and whatever changes a plan's structure or ends a step otherwise (a failure,
+growth, edits, retries) ends with ``graph_refresh`` under the plan's exclusive lock: it reads the plan once,
+recomputes both from ``depends_on`` (the truth), writes the rows that were wrong, and judges what is doomed
+and ready from the same read. Linear in the plan's size; the lock excludes every step end meanwhile (rule 2
+in ``services/__init__.py``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db import connection
+from psycopg.types.json import Jsonb
 
 from orchestrator.models import Step
-from orchestrator.states import STEP_TERMINAL, STEP_UNSUCCESSFUL
+from orchestrator.states import STEP_TERMINAL, STEP_UNSUCCESSFUL, StepStatus
 
 _STEP = Step._meta.db_table
-_UNSUCCESSFUL = [str(s) for s in STEP_UNSUCCESSFUL]
+_UNSUCCESSFUL = frozenset(str(s) for s in STEP_UNSUCCESSFUL)
 # Literal, so that the planner matches the partial index ``step_open`` (a parameter would not).
 _TERMINAL_SQL = ", ".join(f"'{s}'" for s in sorted(STEP_TERMINAL))
 
-# One pass over the plan's edges (hash joins: linear in its size). A dependency that does not exist counts as
-# not succeeded. Rows whose counts are already right are not rewritten.
-COUNTS_REFRESH = f"""
-    WITH edges AS (
-        SELECT s.key AS dependent, u.dep, d.status AS dep_status
-        FROM {_STEP} s CROSS JOIN LATERAL unnest(s.depends_on) AS u(dep)
-        LEFT JOIN {_STEP} d ON d.plan_id = s.plan_id AND d.key = u.dep
-        WHERE s.plan_id = %(plan)s
-    ), dependents AS (
-        SELECT dep AS key, array_agg(DISTINCT dependent ORDER BY dependent)::varchar[] AS keys
-        FROM edges GROUP BY dep
-    ), waits AS (
-        SELECT dependent AS key, count(*) FILTER (WHERE dep_status IS DISTINCT FROM 'succeeded') AS n
-        FROM edges GROUP BY dependent
-    ), counted AS (
-        SELECT s.id, COALESCE(dependents.keys, '{{}}') AS keys, COALESCE(waits.n, 0) AS n
-        FROM {_STEP} s LEFT JOIN dependents ON dependents.key = s.key LEFT JOIN waits ON waits.key = s.key
-        WHERE s.plan_id = %(plan)s
-    )
-    UPDATE {_STEP} s SET dependents = counted.keys, waiting_on = counted.n
-    FROM counted
-    WHERE s.id = counted.id AND (s.dependents <> counted.keys OR s.waiting_on <> counted.n)"""
+
+@dataclass(frozen=True)
+class Node:
+    id: uuid.UUID
+    status: str
+    depends_on: tuple[str, ...]
 
 
-def counts_refresh(*, plan_id: uuid.UUID) -> None:
-    """Recompute every step's ``dependents`` and ``waiting_on`` from ``depends_on``. The caller holds the plan
-    lock (FOR NO KEY UPDATE: no step of the plan can end meanwhile)."""
+@dataclass(frozen=True)
+class Graph:
+    """A plan's steps as read once under its lock, with their counts made true."""
+
+    nodes: dict[str, Node]
+    dependents: dict[str, list[str]]
+
+    def doomed(self) -> list[uuid.UUID]:
+        """Pending steps behind an unsuccessful step, directly or through other doomed steps."""
+        found: set[str] = set()
+        frontier = [key for key, node in self.nodes.items() if node.status in _UNSUCCESSFUL]
+        while frontier:
+            for dependent in self.dependents.get(frontier.pop(), ()):
+                if dependent not in found and self.nodes[dependent].status == StepStatus.PENDING:
+                    found.add(dependent)
+                    frontier.append(dependent)
+        return [self.nodes[key].id for key in sorted(found)]
+
+    def ready(self) -> list[uuid.UUID]:
+        """Pending steps whose dependencies have all succeeded (none doomed: a doomed step has one that did not)."""
+        return [node.id for node in self.nodes.values() if node.status == StepStatus.PENDING and all(
+            dep in self.nodes and self.nodes[dep].status == StepStatus.SUCCEEDED for dep in node.depends_on)]
+
+
+def counts_of(depends_on: dict[str, Iterable[str]], *,
+              succeeded: Iterable[str] = ()) -> dict[str, tuple[list[str], int]]:
+    """Each step's (dependents, waiting_on) for a plan whose steps depend as given; ``succeeded`` names the
+    steps that have succeeded. A dependency that does not exist counts as not succeeded."""
+    done = set(succeeded)
+    dependents: dict[str, list[str]] = {key: [] for key in depends_on}
+    for key, deps in depends_on.items():
+        for dep in dict.fromkeys(deps):
+            if dep in dependents:
+                dependents[dep].append(key)
+    return {key: (sorted(dependents[key]), sum(1 for dep in dict.fromkeys(deps) if dep not in done))
+            for key, deps in depends_on.items()}
+
+
+def graph_refresh(*, plan_id: uuid.UUID) -> Graph:
+    """Read the plan's steps, make every ``dependents`` and ``waiting_on`` true (one UPDATE of the rows that
+    were wrong), and return the graph. The caller holds the plan's exclusive lock."""
     with connection.cursor() as cursor:
-        cursor.execute(COUNTS_REFRESH, {"plan": plan_id})
+        cursor.execute(f"SELECT id, key, status, depends_on, dependents, waiting_on FROM {_STEP} WHERE plan_id = %s",
+                       [plan_id])
+        rows = cursor.fetchall()
+        nodes = {key: Node(id_, status, tuple(deps)) for id_, key, status, deps, _, _ in rows}
+        counts = counts_of({key: node.depends_on for key, node in nodes.items()},
+                           succeeded=[key for key, node in nodes.items() if node.status == StepStatus.SUCCEEDED])
+        wrong = [{"id": str(id_), "dependents": counts[key][0], "waiting_on": counts[key][1]}
+                 for id_, key, _, _, dependents, waiting_on in rows
+                 if (sorted(dependents), waiting_on) != counts[key]]
+        if wrong:
+            cursor.execute(f"""
+                UPDATE {_STEP} s SET dependents = x.dependents, waiting_on = x.waiting_on
+                FROM jsonb_to_recordset(%s) AS x(id uuid, dependents varchar[], waiting_on int)
+                WHERE s.id = x.id""", [Jsonb(wrong)])
+    return Graph(nodes, {key: value[0] for key, value in counts.items()})
 
 
 def steps_ready(*, plan_id: uuid.UUID) -> list[uuid.UUID]:
-    """Pending steps of the plan whose dependencies have all succeeded (an indexed read: ``step_ready``)."""
+    """Pending steps of the plan whose dependencies have all succeeded, by their counts (an indexed read:
+    ``step_ready``)."""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {_STEP} WHERE plan_id = %s AND status = 'pending' AND waiting_on = 0",
                        [plan_id])
-        return [row[0] for row in cursor.fetchall()]
-
-
-def steps_doomed(*, plan_id: uuid.UUID) -> list[uuid.UUID]:
-    """Pending steps that can never run: a dependency, or a dependency's dependency, ended unsuccessfully."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"""
-            WITH RECURSIVE doomed(key) AS (
-                SELECT s.key FROM {_STEP} s
-                WHERE s.plan_id = %(plan)s AND s.status = 'pending'
-                  AND EXISTS (SELECT 1 FROM {_STEP} d WHERE d.plan_id = s.plan_id AND d.key = ANY(s.depends_on)
-                              AND d.status = ANY(%(unsuccessful)s))
-                UNION
-                SELECT s.key FROM {_STEP} s JOIN doomed ON doomed.key = ANY(s.depends_on)
-                WHERE s.plan_id = %(plan)s AND s.status = 'pending'
-            )
-            SELECT id FROM {_STEP} WHERE plan_id = %(plan)s AND key IN (SELECT key FROM doomed)""",
-                       {"plan": plan_id, "unsuccessful": _UNSUCCESSFUL})
         return [row[0] for row in cursor.fetchall()]
 
 

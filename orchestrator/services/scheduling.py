@@ -23,12 +23,11 @@ def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None) -> None:
     that changed; otherwise (a failure, a decision, a change of structure) the plan's counts are recomputed
     and the whole plan is looked at."""
     if freed is None:
-        readiness.counts_refresh(plan_id=plan.id)
-        doomed = readiness.steps_doomed(plan_id=plan.id)
-        steps_transition(step_ids=doomed, sources=[StepStatus.PENDING], to=StepStatus.CANCELLED,
+        graph = readiness.graph_refresh(plan_id=plan.id)
+        steps_transition(step_ids=graph.doomed(), sources=[StepStatus.PENDING], to=StepStatus.CANCELLED,
                          fields={"finished_at": timezone.now(), "error_code": "step.upstream_failed",
                                  "error_message": "a step it depends on did not succeed"})
-    ready = readiness.steps_ready(plan_id=plan.id) if freed is None else list(freed)
+    ready = graph.ready() if freed is None else list(freed)
     if ready:
         free, refused = gate(plan, ready)
         dispatch_on_commit(steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,

@@ -140,9 +140,10 @@ def test_readiness_in_sql_agrees_with_its_definition_on_generated_dags(user: Any
                     doomed.add(k)
                     changed = True
 
-        readiness.counts_refresh(plan_id=plan.id)  # the counts a structural change leaves (bulk_create keeps none)
+        graph = readiness.graph_refresh(plan_id=plan.id)  # the counts a change leaves (bulk_create keeps none)
+        assert set(graph.ready()) == {ids[k] for k in expected_ready}
         assert set(readiness.steps_ready(plan_id=plan.id)) == {ids[k] for k in expected_ready}
-        assert set(readiness.steps_doomed(plan_id=plan.id)) == {ids[k] for k in doomed}
+        assert set(graph.doomed()) == {ids[k] for k in doomed}
         counts = {s.key: (s.waiting_on, sorted(s.dependents)) for s in Step.objects.filter(plan=plan)}
         assert counts == {k: (sum(status[d] != "succeeded" for d in deps[k]),
                               sorted(x for x in deps if k in deps[x])) for k in deps}
