@@ -1,6 +1,6 @@
 """The orchestrator as an MCP server (the official SDK's MCPServer): start a plan, read a plan, edit a running
-plan, re-run from a step, retry a plan, list agents, list pending approvals, decide an approval. Served by ``manage.py mcp_server`` over stdio or
-streamable HTTP.
+plan, re-run from a step, retry a plan, list agents, list pending approvals, decide an approval. Served by
+``manage.py mcp_server`` over stdio or streamable HTTP.
 
 Auth and permissions are the REST API's: a DRF token (checked by DRF's own TokenAuthentication), and
 every read and write goes through the same selectors and services, scoped to that user. Over HTTP the

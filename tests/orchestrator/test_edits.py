@@ -282,3 +282,38 @@ def test_a_rerun_waits_for_nothing_that_is_still_running(user: Any, fake_server:
     plan = wait_for_plan(plan.id)
     assert plan.status == PlanStatus.SUCCEEDED and _calls(fake_server, plan) == {"a": 1, "b": 1}
     assert Step.objects.get(plan=plan, key="a").status == StepStatus.SUCCEEDED
+
+
+def test_the_admin_adds_changes_and_removes_steps_of_a_running_plan(user: Any, fake_server: FakeServer,
+                                                                    django_user_model: Any) -> None:
+    from django.test import Client
+
+    admin = django_user_model.objects.create_superuser("stepadmin", "a@example.com", "pw-for-tests")
+    client = Client()
+    client.force_login(admin)
+    gate = _gate()
+    plan = services.plan_create(owner=user, request="admin edit", steps=[
+        {"key": "first", "agent": "remote", "input": {"gate": gate}},
+        {"key": "second", "agent": "remote", "depends_on": ["first"]},
+        {"key": "third", "agent": "remote", "depends_on": ["first"]}])
+    _held(fake_server, plan, "first")
+    second, third = (Step.objects.get(plan=plan, key=k) for k in ("second", "third"))
+    form = {"agent": "remote", "input": '{"by": "admin"}', "depends_on": "first", "risk": "low"}
+
+    changed = client.post(f"/admin/orchestrator/step/{second.id}/change/", form)
+    cycle = client.post(f"/admin/orchestrator/step/{third.id}/change/", {**form, "depends_on": "third"})
+    added = client.post("/admin/orchestrator/step/add/", {**form, "plan": str(plan.id), "key": "fourth"})
+    removed = client.post("/admin/orchestrator/step/", {"action": "remove_pending", "_selected_action": [third.id]})
+    fake_server.open_gate(gate)
+
+    assert added.status_code == 302, added.context["adminform"].form.errors
+    assert changed.status_code == 302 and removed.status_code == 302
+    assert cycle.status_code == 200 and "plan.cycle" in cycle.content.decode()
+    plan = wait_for_plan(plan.id)
+    assert plan.status == PlanStatus.SUCCEEDED, plan.error_message
+    steps = {s.key: s for s in Step.objects.filter(plan=plan)}
+    assert set(steps) == {"first", "second", "fourth"} and steps["second"].output["input"] == {"by": "admin"}
+    assert list(PlanEvent.objects.filter(plan=plan, type="plan.edited").values_list("actor__username", flat=True)
+                ) == ["stepadmin"] * 3
+    finished = client.get(f"/admin/orchestrator/step/{steps['second'].id}/change/")
+    assert finished.status_code == 200 and b'name="agent"' not in finished.content  # read-only once it ran
