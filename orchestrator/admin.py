@@ -165,12 +165,12 @@ class StepAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # removal is the action below: one edit per plan, refused whole with its code
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:  # type: ignore[override]
         if obj is None or self.has_change_permission(request, obj):
             return ["plan", "key", "agent", "input", "depends_on", "risk", "approval_requested"]
         return [f.name for f in Step._meta.fields]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:  # type: ignore[override]
         if obj is None:
             return []
         return ["plan", "key"] if self.has_change_permission(request, obj) else self.get_fields(request, obj)
