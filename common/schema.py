@@ -38,3 +38,41 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
             for status, description in errors.items():
                 operation["responses"].setdefault(str(status), {"description": description, "content": ref})
     return result
+
+
+def _nullable(node: Any, defs: dict[str, Any]) -> Any:
+    """JSON Schema (pydantic) -> OpenAPI 3.0: ``anyOf: [X, {type: null}]`` becomes X with ``nullable: true``
+    (OpenAPI 3.0 has no null type); pydantic's ``$defs`` move to ``defs`` (the components) and
+    ``#/$defs/NAME`` refers to the component of that name."""
+    if isinstance(node, list):
+        return [_nullable(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    for name, definition in (node.get("$defs") or {}).items():
+        defs.setdefault(name, _nullable(definition, defs))
+    node = {key: _nullable(value, defs) for key, value in node.items() if key != "$defs"}
+    if isinstance(node.get("patternProperties"), dict):  # keys' pattern: not in OpenAPI 3.0, checked by the model
+        patterns = list(node.pop("patternProperties").values())
+        node["additionalProperties"] = patterns[0] if len(patterns) == 1 else {}
+    if isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/$defs/"):
+        node["$ref"] = "#/components/schemas/" + node["$ref"].removeprefix("#/$defs/")
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del node["anyOf"]
+        inner = rest[0] if len(rest) == 1 else {"anyOf": rest}
+        if "$ref" in inner:  # a $ref takes no siblings in OpenAPI 3.0
+            inner = {"allOf": [inner]}
+        node = {**inner, **node, "nullable": True}
+    return node
+
+
+def openapi_nullable(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Post-processing hook: pydantic models in the schema (the step shape, issue 10's edit shapes) as valid
+    OpenAPI 3.0."""
+    defs: dict[str, Any] = {}
+    fixed: dict[str, Any] = _nullable(result, defs)
+    schemas = fixed.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in defs.items():
+        schemas.setdefault(name, definition)
+    return fixed

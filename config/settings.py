@@ -391,7 +391,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {  # type: ignore[assignment]
     "OrchestrateModeEnum": ["async", "sync", "streaming"],
 }
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
-    "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"]
+    "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses",
+    "common.schema.openapi_nullable"]
 STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per user, across web processes
 
 # --- Throttling and login lockout (issue 11) ---------------------------------------------------------------
@@ -507,3 +508,8 @@ CELERY_BEAT_SCHEDULE["experiments.evaluate"] = {
 # --- Plans that grow while they run (issue 10: orchestrator/dynamic.py, services/growth.py) -------------
 # A step's fan_out makes at most ORCH_MAX_FANOUT steps; everything spawned also counts toward ORCH_MAX_STEPS.
 ORCH_MAX_FANOUT = env_int("ORCH_MAX_FANOUT", 100)
+# A plan's default limit on planner rounds while it runs (steps with ``replan: true``); a plan may set its own
+# (``max_replans``, at most 10).
+ORCH_MAX_REPLANS = env_int("ORCH_MAX_REPLANS", 2)
+# The agent asked to extend a running plan (its answer is validated and added like a spawn).
+ORCH_REPLANNER_AGENT = os.environ.get("ORCH_REPLANNER_AGENT", "planner")

@@ -96,6 +96,8 @@ def follow(plan_id: uuid.UUID, *, console: Console, poll: float = 0.1, timeout: 
                     console.print(approval_help(event), highlight=False)
                 if event.type in ("plan.grown", "plan.spawn_refused"):  # issue 10: the plan grew, or not
                     console.print(growth_line(event), highlight=False)
+                if event.type in ("plan.edited", "plan.rerun"):  # issue 10: a person changed it
+                    console.print(edit_line(event), highlight=False)
                 if event.type == "step.context":  # memory: what the step's context recalled and cut
                     console.print(context_line(event, plan.owner_id), highlight=False)
                 if on_event is not None:
@@ -141,8 +143,18 @@ def growth_line(event: PlanEvent) -> str:
     steps = [str(key) for key in data.get("steps", [])]
     shown = ", ".join(steps[:8]) + (f", ... ({len(steps)} steps)" if len(steps) > 8 else "")
     why = {"rule": f"rule {data.get('rule')!r} fired", "spawn": "its output asked for steps",
-           "fan_out": f"it fanned out over {len(steps)} items"}.get(str(data.get("source")), "it grew")
+           "fan_out": f"it fanned out over {len(steps)} items", "replan_request": "it asked the planner for more",
+           "replan": "the planner extended the plan"}.get(str(data.get("source")), "it grew")
     return f"  [bold]{escape(event.step_key)}[/]: {escape(why)}, spawned {escape(shown)}"
+
+
+def edit_line(event: PlanEvent) -> str:
+    """Who changed the plan, and how (services/edits.py)."""
+    data, who = event.data, escape(str(event.actor or "someone"))
+    if event.type == "plan.rerun":
+        return f"  {who} re-ran from [bold]{escape(event.step_key)}[/]: {escape(', '.join(data.get('steps', [])))}"
+    parts = [f"{what} {', '.join(data[what])}" for what in ("added", "removed", "changed") if data.get(what)]
+    return f"  {who} edited the plan (version {data.get('version')}): {escape('; '.join(parts))}"
 
 
 def _detail(data: dict[str, object]) -> str:

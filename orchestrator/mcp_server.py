@@ -1,6 +1,6 @@
-"""The orchestrator as an MCP server (the official SDK's MCPServer): start a plan, read a plan, list
-agents, list pending approvals, decide an approval. Served by ``manage.py mcp_server`` over stdio or
-streamable HTTP.
+"""The orchestrator as an MCP server (the official SDK's MCPServer): start a plan, read a plan, edit a running
+plan, re-run from a step, retry a plan, list agents, list pending approvals, decide an approval. Served by
+``manage.py mcp_server`` over stdio or streamable HTTP.
 
 Auth and permissions are the REST API's: a DRF token (checked by DRF's own TokenAuthentication), and
 every read and write goes through the same selectors and services, scoped to that user. Over HTTP the
@@ -136,6 +136,53 @@ def build_server(*, stdio_user: User | None = None) -> MCPServer:
         info = decide(approval_id=uuid.UUID(approval_id) if _is_uuid(approval_id) else approval_id,
                       user=who(ctx), decision=decision, edited_input=edited_input, comment=comment)
         return _json(asdict(info))
+
+    # issue 10: change a running plan, re-run from a step, retry a failed or cancelled plan (services/edits.py)
+    @server.tool()
+    @_tool
+    def plan_edit(plan_id: str, ctx: Context, add: list[dict[str, Any]] | None = None,
+                  remove: list[str] | None = None, change: dict[str, dict[str, Any]] | None = None,
+                  version: int | None = None) -> dict[str, Any]:
+        """Edit a running plan of yours: add steps [{key, agent, input, depends_on}], remove pending steps by
+        key, change pending steps ({key: {agent?, input?, depends_on?, ...}}). Validated whole, applied whole.
+        ``version``: the plan's version you edited against (refused with plan.edit_conflict if it changed)."""
+        from orchestrator import editing, selectors
+        from orchestrator.serializers import PlanDetailSerializer
+        from orchestrator.services import edits
+
+        user = who(ctx)
+        plan = selectors.plan_get(user=user, plan_id=plan_id)
+        body = editing.edit_parse({"add": add or [], "remove": remove or [], "change": change or {}})
+        edits.plan_edit(plan_id=plan.id, edit=body, actor=user, version=version)
+        return _json(PlanDetailSerializer(selectors.plan_get(user=user, plan_id=plan.id)).data)
+
+    @server.tool()
+    @_tool
+    def step_rerun(plan_id: str, key: str, ctx: Context, input: dict[str, Any] | None = None,
+                   version: int | None = None) -> dict[str, Any]:
+        """Run a finished step again (with a new input if given) and everything downstream of it; the plan
+        runs again if it had ended. Nothing else is called again."""
+        from orchestrator import editing, selectors
+        from orchestrator.serializers import PlanDetailSerializer
+        from orchestrator.services import edits
+
+        user = who(ctx)
+        plan = selectors.plan_get(user=user, plan_id=plan_id)
+        body = editing.rerun_parse({"input": input})
+        edits.step_rerun(plan_id=plan.id, key=key, new_input=body.input, actor=user, version=version)
+        return _json(PlanDetailSerializer(selectors.plan_get(user=user, plan_id=plan.id)).data)
+
+    @server.tool()
+    @_tool
+    def plan_retry(plan_id: str, ctx: Context) -> dict[str, Any]:
+        """Run a failed or cancelled plan of yours again from where it stopped (succeeded steps are kept)."""
+        from orchestrator import selectors, services
+        from orchestrator.serializers import PlanDetailSerializer
+
+        user = who(ctx)
+        plan = selectors.plan_get(user=user, plan_id=plan_id)
+        services.plan_retry(plan_id=plan.id, actor=user)
+        return _json(PlanDetailSerializer(selectors.plan_get(user=user, plan_id=plan.id)).data)
 
     # memory: search and write your memory (memory/api.py), scoped to the token's user like the REST API.
     @server.tool()

@@ -58,7 +58,14 @@ class Plan(Spending):
     planning_deadline_at = models.DateTimeField(null=True, blank=True)
     planning_lease_expires_at = models.DateTimeField(null=True, blank=True)
     # issue 10: some step of it has a fan_out (services/growth.py looks for one only then: no query per step)
+    # (or asks the planner to extend the plan after it: ``replan``)
     has_fan_out = models.BooleanField(default=False)
+    # issue 10: the plan's structure version, one more at every change of its steps' set, dependencies or
+    # inputs (an edit, a growth, a retry, a re-run; not a status change). An edit may name the version it
+    # was made against (If-Match): if the plan changed since, it is refused (plan.edit_conflict).
+    version = models.PositiveIntegerField(default=0)
+    # How many times the planner may extend this plan while it runs (steps with ``replan``: services/growth.py)
+    max_replans = models.PositiveSmallIntegerField(default=2)
 
     class Meta:
         ordering = ["-created_at"]
@@ -89,6 +96,8 @@ class Step(models.Model):
     approval_requested = models.BooleanField(default=False)
     # issue 10: when it succeeds, one step per item of a list in its output (planning.FanOutModel)
     fan_out = models.JSONField(null=True, blank=True)
+    # issue 10: when it succeeds, the planner is asked to extend the plan after it (plan-and-execute)
+    replan = models.BooleanField(default=False)
     # Its success may add steps whatever its output says (a fan_out, or a template trigger after it): recorded
     # under the plan's exclusive lock (services/growth.py), never on the shared fast path.
     grows = models.BooleanField(default=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -50,6 +50,7 @@ class StepSpec:
     risk: str = "low"
     approval: bool = False  # the plan asks for a person to approve this step before it runs
     fan_out: dict[str, Any] | None = None  # issue 10: one step per item of a list in its output (FanOutModel)
+    replan: bool = False  # issue 10: once it succeeds, the planner is asked to extend the plan after it
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,14 @@ class StepModel(BaseModel):
                                                    description="raises the agent's risk, never lowers it")
     approval: StrictBool = Field(default=False, description="a person approves this step before it runs")
     fan_out: FanOutModel | None = Field(default=None, description="one step per item of a list in its output")
+    replan: StrictBool = Field(default=False, description="once it succeeds, the planner may add steps after it "
+                                                          "(a limited number of rounds per plan)")
 
     def spec(self) -> StepSpec:
         step_input = {"prompt": self.input} if isinstance(self.input, str) else dict(self.input)
         return StepSpec(key=self.key, agent=self.agent, input=step_input,
                         depends_on=tuple(dict.fromkeys(self.depends_on)), risk=self.risk, approval=self.approval,
-                        fan_out=self.fan_out.model_dump() if self.fan_out else None)
+                        fan_out=self.fan_out.model_dump() if self.fan_out else None, replan=self.replan)
 
 
 class PlanModel(BaseModel):
@@ -222,8 +225,7 @@ def render(specs: list[StepSpec], inputs: dict[str, Any]) -> list[StepSpec]:
             return [fill(v, key) for v in value]
         return value
 
-    return [StepSpec(s.key, s.agent, fill(s.input, s.key), s.depends_on, s.risk, s.approval, s.fan_out)
-            for s in specs]
+    return [replace(s, input=fill(s.input, s.key)) for s in specs]
 
 
 @cache
@@ -282,14 +284,32 @@ class PlannerAnswer:
     usage: Usage | None
 
 
+def _catalogue() -> list[dict[str, Any]]:
+    return [{"name": s.name, "description": s.description, "capabilities": list(s.capabilities)}
+            for s in agent_list() if s.name != PLANNER_AGENT]
+
+
+REPLAN_MARK = "EXTEND THE PLAN AFTER STEP:"
+
+
+def replan_input(*, request: str, after: str, existing: list[str]) -> dict[str, Any]:
+    """The input of a planner step that extends a running plan after step ``after`` (services/growth.py): it
+    receives that step's output as context and answers with a JSON plan of the steps to add (keys new)."""
+    prompt = (f"AGENTS: {json.dumps(_catalogue())}\n"
+              f"Answer with JSON matching this schema: {json.dumps(PlanModel.model_json_schema())}\n"
+              f"Steps the plan has (do not reuse these keys; you may depend on them): {', '.join(existing)}\n"
+              f"{REPLAN_MARK} {after}\nGiven its result, add the steps still needed, or none ({{\"steps\": []}} "
+              "is refused: answer at least one step).\n"
+              f"REQUEST: {request}")
+    return {"prompt": prompt, "response_format": "json", "replan_of": after}
+
+
 def llm_plan(*, request: str, plan_id: str, attempt: int, deadline: float | None = None) -> PlannerAnswer:
     """Ask the planner agent for a plan and validate it. Calls an LLM: never inside a transaction.
 
     A bad plan (PlanInvalid) or a failed planner (AgentError) comes back as the answer's error, with the
     tokens the planner spent either way."""
-    catalogue = [{"name": s.name, "description": s.description, "capabilities": list(s.capabilities)}
-                 for s in agent_list() if s.name != PLANNER_AGENT]
-    prompt = (f"AGENTS: {json.dumps(catalogue)}\nAt most {settings.ORCH_MAX_STEPS} steps.\n"
+    prompt = (f"AGENTS: {json.dumps(_catalogue())}\nAt most {settings.ORCH_MAX_STEPS} steps.\n"
               f"Answer with JSON matching this schema: {json.dumps(PlanModel.model_json_schema())}\n"
               f"REQUEST: {request}")
     call = AgentCall(plan_id=plan_id, step_id=plan_id, step_key="plan", attempt=attempt,

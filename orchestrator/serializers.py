@@ -12,7 +12,7 @@ from orchestrator.planning import StepModel
 class StepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = Step
-        fields = ["id", "key", "agent", "status", "depends_on", "input", "output", "attempt", "error_code",
+        fields = ["id", "key", "agent", "status", "depends_on", "input", "output", "attempt", "replan", "error_code",
                   "error_message", "usage", "prompt_tokens", "completion_tokens", "cost", "queued_at",
                   "started_at", "finished_at"]
 
@@ -33,8 +33,9 @@ class PlanSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         model = Plan
         fields = ["id", "owner", "request", "template", "inputs", "status", "result", "error_code",
                   "error_message", "created_at", "started_at", "finished_at", "tokens_used", "cost_used",
-                  "budget_tokens", "budget_cost", "cap_tokens", "cap_cost", "page_url", "events_url"]
-        read_only_fields = ["tokens_used", "cost_used"]
+                  "budget_tokens", "budget_cost", "cap_tokens", "cap_cost", "max_replans", "version", "page_url",
+                  "events_url"]
+        read_only_fields = ["tokens_used", "cost_used", "max_replans", "version"]
 
 
 class PlanDetailSerializer(PlanSerializer):
@@ -63,6 +64,9 @@ class PlanCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     cap_tokens = serializers.IntegerField(required=False, min_value=0, max_value=10**15,
                                           help_text="a hard cap: never passed")
     cap_cost = serializers.DecimalField(required=False, max_digits=14, decimal_places=6, min_value=0)
+    max_replans = serializers.IntegerField(required=False, min_value=0, max_value=10,
+                                           help_text="how often the planner may extend the plan while it runs "
+                                                     "(steps with replan: true); default ORCH_MAX_REPLANS")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("template") and attrs.get("steps") is not None:

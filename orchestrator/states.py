@@ -38,8 +38,10 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.FAILED, S.CANCELLED}),
     # running -> queued: the worker was lost (lease expired); a new attempt goes out.
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.QUEUED, S.CANCELLED}),
-    S.SUCCEEDED: frozenset(),
-    # -> pending: the plan is retried or resumed (services/resume.py, issue 10); succeeded steps never are.
+    # -> pending: a person re-runs it, or a step upstream of it, with an edited input (services/edits.py,
+    # issue 10); nothing else ever moves a succeeded step.
+    S.SUCCEEDED: frozenset({S.PENDING}),
+    # -> pending: the plan is retried or resumed (services/resume.py, issue 10), or re-run from a step.
     S.FAILED: frozenset({S.PENDING}),
     S.REJECTED: frozenset({S.PENDING}),
     S.CANCELLED: frozenset({S.PENDING}),
@@ -48,7 +50,7 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
 PLAN_TRANSITIONS: dict[PlanStatus, frozenset[PlanStatus]] = {
     P.PLANNING: frozenset({P.RUNNING, P.FAILED, P.CANCELLED}),
     P.RUNNING: frozenset({P.SUCCEEDED, P.FAILED, P.CANCELLED}),
-    P.SUCCEEDED: frozenset(),
+    P.SUCCEEDED: frozenset({P.RUNNING}),  # re-run from a step (services/edits.py, issue 10)
     P.FAILED: frozenset({P.RUNNING}),  # retried (services/resume.py, issue 10)
     P.CANCELLED: frozenset({P.RUNNING}),  # resumed
 }

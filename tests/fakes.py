@@ -39,6 +39,8 @@ PLANS: dict[str, str] = {
     "too_many": json.dumps({"steps": [{"key": f"s{i}", "agent": "echo"} for i in range(600)]}),
     "schema": json.dumps({"steps": [{"agent": "echo"}]}),
     "empty": json.dumps({"steps": []}),
+    # issue 10: asked to extend a running plan, the planner adds a step that asks for another round
+    "replan": json.dumps({"steps": [{"key": "more", "agent": "echo", "replan": True}]}),
 }
 
 

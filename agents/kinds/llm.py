@@ -132,9 +132,18 @@ def offline_complexity(query: str) -> str:
     return "complex" if len(words) > 12 or any(w in COMPLEX_WORDS for w in words) else "simple"
 
 
+# A planner asked to extend a running plan after a step (orchestrator/planning.py replan_input, issue 10).
+REPLAN_MARK = re.compile(r"EXTEND THE PLAN AFTER STEP: ([a-z][a-z0-9_-]*)")
+
+
 def offline_plan(prompt: str) -> dict[str, Any]:
-    """The offline planner's answer: analysis, then search and reasoning in parallel, then synthesis."""
+    """The offline planner's answer: analysis, then search and reasoning in parallel, then synthesis. Asked
+    to extend a plan after step KEY: one reasoning step, ``KEY-review``, that reviews its result."""
     request = prompt.split("REQUEST:", 1)[-1].strip().splitlines()[0] if "REQUEST:" in prompt else prompt[:200]
+    if replan := REPLAN_MARK.search(prompt):
+        after = replan.group(1)
+        return {"steps": [{"key": f"{after}-review"[:100], "agent": "reasoning_agent",
+                           "input": {"prompt": f"Review the result of {after} for: {request}"}}]}
     return {
         "steps": [
             {"key": "analyse", "agent": "query_analyst", "input": {"prompt": f"Analyse: {request}"}},

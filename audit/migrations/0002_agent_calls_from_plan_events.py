@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("audit", "0001_audit_trail"),
-        ("orchestrator", "0008_step_counters"),
+        ("orchestrator", "0009_step_counters"),
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
 

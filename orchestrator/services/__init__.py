@@ -4,7 +4,8 @@ Modules, along their seams: ``transitions`` (the one writer of statuses, the pla
 ``readiness`` (the one definition of ready and doomed), ``scheduling`` (what runs next), ``budgets`` (gates,
 caps, totals), ``dispatch`` (messages to the broker), ``steps`` (claim, run, record), ``leases`` (the
 heartbeat), ``plans`` (create, plan, cancel, approvals), ``reconcile`` (repairs), ``growth`` (steps spawned
-while a plan runs), ``resume`` (retrying a failed or cancelled plan).
+while a plan runs), ``resume`` (retrying a failed or cancelled plan), ``edits`` (editing a running plan,
+re-running from a step).
 
 Concurrency rules (read these before changing anything here):
 
@@ -46,8 +47,15 @@ Concurrency rules (read these before changing anything here):
 7. Retrying a plan (``resume``) moves its unsuccessful steps back to ``pending`` and the plan to ``running``
    under the plan lock; a late result of an earlier attempt finds its step no longer ``running`` (or at a
    newer attempt) and is discarded like any stale result. Succeeded steps are never moved.
+8. Editing a plan and re-running from a step (``edits``) hold the plan lock, then lock the step rows they touch
+   (plan, then steps) and read their status under it: only ``pending`` steps are edited, and a re-run refuses
+   while anything downstream is queued, running or waiting. A succeeded step goes back to ``pending`` only
+   through a re-run, which resets everything downstream of it in the same transaction. Both end with a whole
+   ``advance``. ``Plan.version`` counts structural changes (edits, growth, re-runs): an edit made against an
+   older version is refused (``plan.edit_conflict``).
 """
 
+from orchestrator.services.edits import plan_edit, step_rerun
 from orchestrator.services.plans import approval_event, plan_cancel, plan_create, plan_generate, step_gate_resolved
 from orchestrator.services.reconcile import reconcile
 from orchestrator.services.resume import plan_retry
@@ -70,6 +78,7 @@ __all__ = [
     "plan_advance",
     "plan_cancel",
     "plan_create",
+    "plan_edit",
     "plan_generate",
     "plan_locked",
     "plan_retry",
@@ -78,6 +87,7 @@ __all__ = [
     "step_fail",
     "step_gate_resolved",
     "step_output_chunk",
+    "step_rerun",
     "step_retrying",
     "step_run",
     "step_succeed",

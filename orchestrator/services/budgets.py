@@ -19,8 +19,10 @@ from django.utils import timezone
 
 from agents.api import Estimate, Totals, agent_estimate, agent_get, budget_check
 from approvals import api as approvals
+from common.errors import Conflict
 from orchestrator import selectors
 from orchestrator.models import Plan, Spending, Step, UserBudget
+from orchestrator.planning import StepSpec
 from orchestrator.services.transitions import steps_transition
 from orchestrator.states import STEP_ACTIVE, StepStatus
 
@@ -120,6 +122,29 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
                                        context=selectors.step_context(step) if context is None else context,
                                        requirement=requirement)
     return free, refused
+
+
+class CapExceeded(Conflict):
+    code = "budget.cap_exceeded"
+
+
+def cap_check(plan: Plan, specs: list[StepSpec]) -> None:
+    """Under the plan lock, before steps are added to a running plan (a spawn, an edit; issue 10): would
+    their estimates together (without their dependencies' outputs, which do not exist yet: a lower bound),
+    plus what the plan and its owner have spent and reserved, pass a hard cap? Raises CapExceeded. Over a
+    budget (not a cap) they are added, and each waits for approval to exceed it when it becomes ready."""
+    estimates = [agent_estimate(spec.agent, spec.input, {}) for spec in specs]
+    total = Estimate(sum(e.tokens for e in estimates), sum((e.cost for e in estimates), Decimal(0)))
+    if not total.tokens and not total.cost:
+        return
+    books = _Books(plan)
+    if not books.limited:
+        return
+    check = budget_check(estimate=total, plan=_totals(plan, books.plan_reserved, cap=True),
+                         user=_totals(books.user, books.user_reserved, cap=True) if books.user else None)
+    if not check.fits:
+        raise CapExceeded(f"the {len(specs)} new steps' estimate ({total.tokens} tokens, ${total.cost}) would "
+                          f"pass the hard cap on {', '.join(check.exceeded)}")
 
 
 def totals_add(plan: Plan, *, tokens: int, cost: Decimal | str) -> None:

@@ -40,7 +40,7 @@ def _risk(spec: StepSpec) -> str:
 
 def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
     agents = {spec.agent: agent_get(spec.agent) for spec in specs}
-    if any(spec.fan_out for spec in specs) and not plan.has_fan_out:  # issue 10 (services/growth.py)
+    if any(spec.fan_out or spec.replan for spec in specs) and not plan.has_fan_out:  # issue 10 (growth.py)
         plan.has_fan_out = True
         Plan.objects.filter(id=plan.id).update(has_fan_out=True)
     triggered = growth.trigger_steps(plan.template)
@@ -48,8 +48,8 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
     counts = readiness.counts_of({spec.key: spec.depends_on for spec in specs})
     Step.objects.bulk_create(
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
-             risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out,
-             grows=spec.fan_out is not None or spec.key in triggered,
+             risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out, replan=spec.replan,
+             grows=spec.fan_out is not None or spec.replan or spec.key in triggered,
              dependents=counts[spec.key][0], waiting_on=counts[spec.key][1],
              timeout=agents[spec.agent].timeout, deadline=agents[spec.agent].deadline,
              max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
@@ -66,10 +66,12 @@ def _start(plan: Plan, specs: list[StepSpec]) -> None:
 def plan_create(*, owner: User, request: str, template: str = "",
                 inputs: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None,
                 budget_tokens: int | None = None, budget_cost: Decimal | None = None,
-                cap_tokens: int | None = None, cap_cost: Decimal | None = None) -> Plan:
+                cap_tokens: int | None = None, cap_cost: Decimal | None = None,
+                max_replans: int | None = None) -> Plan:
     """Create a plan from a template, from explicit steps, or (neither given) by the LLM planner.
 
     Budgets (``budget_*``) make a step that would exceed them wait for approval; caps (``cap_*``) refuse it.
+    ``max_replans``: how many times the planner may extend the plan while it runs (ORCH_MAX_REPLANS).
 
     Template and explicit plans are validated whole before anything is stored (raises PlanInvalid);
     an LLM plan starts in ``planning`` and is validated by ``plan_generate``. Roots go out on commit.
@@ -86,7 +88,9 @@ def plan_create(*, owner: User, request: str, template: str = "",
     with transaction.atomic():
         plan = Plan.objects.create(owner=owner, request=request, template=template, inputs=inputs,
                                    budget_tokens=budget_tokens, budget_cost=budget_cost, cap_tokens=cap_tokens,
-                                   cap_cost=cap_cost, planning_attempt=1 if specs is None else 0,
+                                   cap_cost=cap_cost,
+                                   max_replans=settings.ORCH_MAX_REPLANS if max_replans is None else max_replans,
+                                   planning_attempt=1 if specs is None else 0,
                                    planning_queued_at=timezone.now() if specs is None else None)
         events_record(plan_id=plan.id, items=[("plan.created", "", {"template": template})], actor=owner)
         specs = experimenting.plan_assign(variant, plan=plan, specs=specs)  # experiments: record, swap agents

@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from psycopg.types.json import Jsonb
@@ -91,10 +92,11 @@ def graph_refresh(*, plan_id: uuid.UUID) -> Graph:
                  for id_, key, _, _, dependents, waiting_on in rows
                  if (sorted(dependents), waiting_on) != counts[key]]
         if wrong:
+            params: list[Any] = [Jsonb(wrong)]
             cursor.execute(f"""
                 UPDATE {_STEP} s SET dependents = x.dependents, waiting_on = x.waiting_on
                 FROM jsonb_to_recordset(%s) AS x(id uuid, dependents varchar[], waiting_on int)
-                WHERE s.id = x.id""", [Jsonb(wrong)])
+                WHERE s.id = x.id""", params)
     return Graph(nodes, {key: value[0] for key, value in counts.items()})
 
 

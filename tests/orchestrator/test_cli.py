@@ -42,3 +42,30 @@ def test_an_unknown_template_is_a_one_line_error(user: Any) -> None:
 def test_a_bad_input_option_is_a_one_line_error() -> None:
     with pytest.raises(CommandError, match="--input takes NAME=VALUE"):
         call_command("orchestrate", "x", "--template", "research", "--input", "oops")
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("idle_worker")
+def test_manage_py_plan_reruns_a_step_and_edits_with_one_line_errors(user: Any,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator import services
+    from orchestrator.models import Step
+    from tests.conftest import wait_for_plan
+
+    plan = wait_for_plan(services.plan_create(owner=user, request="cli", steps=[
+        {"key": "a", "agent": "echo"}, {"key": "b", "agent": "echo", "depends_on": ["a"]}]).id)
+
+    call_command("plan", "--user", user.username, "rerun", str(plan.id), "b", "--input", '{"n": 2}', "--follow")
+
+    assert "rerun done; it is running (version 1)" in capsys.readouterr().out
+    plan = wait_for_plan(plan.id)
+    assert plan.status == "succeeded" and Step.objects.get(plan=plan, key="b").output["input"] == {"n": 2}
+    with pytest.raises(CommandError) as finished:
+        call_command("plan", "edit", str(plan.id), "--add", '{"key": "c", "agent": "echo"}')
+    assert str(finished.value).startswith("plan.not_running: ")
+    with pytest.raises(CommandError) as bad:
+        call_command("plan", "edit", str(plan.id), "--change", "b={nope")
+    assert str(bad.value).startswith("--change b is not JSON")
+    with pytest.raises(CommandError) as retry:
+        call_command("plan", "retry", str(plan.id))
+    assert str(retry.value).startswith("plan.not_retryable: ")

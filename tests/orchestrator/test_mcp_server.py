@@ -118,3 +118,37 @@ def test_an_approver_lists_and_decides_an_approval_over_mcp(user: Any, django_us
     assert again.is_error and "approval.already_decided" in again.content[0].text
     plan = wait_for_plan(plan.id)
     assert plan.status == "succeeded" and plan.result == {"input": {"prompt": "edited"}, "from": []}
+
+
+def test_an_mcp_client_edits_a_running_plan_and_reruns_a_step(user: Any, fake_server: Any) -> None:
+    """Issue 10 over MCP: plan_edit adds a step to a running plan, step_rerun runs a finished one again with a
+    new input, plan_retry refuses a plan that succeeded (with its code)."""
+    import uuid
+
+    token = Token.objects.create(user=user).key
+    gate = f"mcp-{uuid.uuid4().hex[:8]}"
+    plan = plan_create(owner=user, request="edit over MCP", steps=[
+        {"key": "hold", "agent": "remote", "input": {"gate": gate}},
+        {"key": "b", "agent": "echo", "input": {"n": 1}, "depends_on": ["hold"]}])
+    plan_id = str(plan.id)
+
+    async def session() -> tuple[dict[str, Any], Any, dict[str, Any], Any]:
+        async with Client(server_for(token)) as client:
+            edited = await client.call_tool("plan_edit", {"plan_id": plan_id, "version": 0, "add": [
+                {"key": "added", "agent": "echo", "depends_on": ["hold"]}], "change": {"b": {"input": {"n": 2}}}})
+            stale = await client.call_tool("plan_edit", {"plan_id": plan_id, "version": 0, "remove": ["added"]})
+            fake_server.open_gate(gate)
+            await anyio.to_thread.run_sync(lambda: wait_for_plan(plan_id))
+            rerun = await client.call_tool("step_rerun", {"plan_id": plan_id, "key": "b", "input": {"n": 3}})
+            await anyio.to_thread.run_sync(lambda: wait_for_plan(plan_id, statuses=("succeeded",)))
+            retry = await client.call_tool("plan_retry", {"plan_id": plan_id})
+            return edited.structured_content, stale, rerun.structured_content, retry
+
+    edited, stale, rerun, retry = run_async(session)
+
+    assert edited["version"] == 1 and {s["key"] for s in edited["steps"]} == {"hold", "b", "added"}
+    assert stale.is_error and "plan.edit_conflict:" in stale.content[0].text
+    assert rerun["status"] == "running" and rerun["version"] == 2
+    b = next(s for s in rerun["steps"] if s["key"] == "b")
+    assert b["input"] == {"n": 3} and b["status"] in ("pending", "queued", "running", "succeeded")
+    assert retry.is_error and "plan.not_retryable:" in retry.content[0].text

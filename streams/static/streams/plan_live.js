@@ -13,21 +13,27 @@
     "step.queued": "queued", "step.requeued": "queued", "step.started": "running", "step.waiting": "waiting",
     "step.succeeded": "succeeded", "step.failed": "failed", "step.rejected": "rejected",
     "step.cancelled": "cancelled", "approval.required": "waiting",
+    "step.pending": "pending", "step.retried": "pending", "step.rerun": "pending",  // issue 10: run again
   };
   const PLAN_STATUS = {
     "plan.created": "planning", "plan.started": "running", "plan.completed": "succeeded",
     "plan.failed": "failed", "plan.cancelled": "cancelled",
   };
+  // issue 10: the plan's steps changed while it runs (spawned, re-planned, edited, re-run): read them again.
+  const STRUCTURE = ["plan.grown", "plan.edited", "plan.rerun"];
   const PLAN_DONE = ["succeeded", "failed", "cancelled"];
   const STEP_DONE = ["succeeded", "failed", "rejected", "cancelled"];
   const EVENT_TYPES = [...Object.keys(STEP_STATUS), ...Object.keys(PLAN_STATUS), "step.progress", "step.output",
     "step.retrying", "step.context", "approval.decided", "approval.voted", "approval.edited", "approval.escalated",
-    "approval.expired", "plan.budget"];
+    "approval.expired", "plan.budget", "plan.spawn_refused", "plan.replan_limit", "step.added", "step.removed",
+    "step.changed", ...STRUCTURE];
 
   const steps = new Map();       // key -> step (from the snapshot, then kept up to date by events)
   const lastApplied = new Map(); // step key ("" for the plan) -> id of the last event applied to it
   const approvals = new Map();   // approval id -> {approval_id, step_key, ...details once fetched}
   const logged = new Set();      // event ids already in the events list
+  const orphans = [];            // events of steps added while the page runs, until the page has read them
+  let restructuring = null;      // a read of the plan's steps in flight ({again: true}: another one after it)
   let plan = null, selected = null, source = null, panZoom = null, drawn = null, view = "graph";
 
   const $ = (selector) => document.querySelector(selector);
@@ -322,16 +328,52 @@
       + `; cut ${cut.length}${cut.length ? ": " + cut.join(", ") : ""}`;
   }
 
+  // --- steps added, removed or changed while the plan runs (issue 10) --------------------------------------
+  // Statuses come from events (every change has one, in order); the structure (which steps, their agents,
+  // inputs and dependencies) from the plan read again. Events of a step the page does not know yet wait in
+  // `orphans` and are applied, in order, once it does; so a step added while it runs ends in its last state.
+  async function restructure() {
+    if (restructuring) { restructuring.again = true; return; }
+    restructuring = {again: false};
+    try {
+      const fresh = await getJSON(config.planUrl);
+      const known = new Set(fresh.steps.map((s) => s.key));
+      for (const key of [...steps.keys()]) if (!known.has(key)) steps.delete(key);
+      for (const s of fresh.steps) {
+        const mine = steps.get(s.key);
+        if (mine) Object.assign(mine, {agent: s.agent, input: s.input, depends_on: s.depends_on});
+        else steps.set(s.key, {...s, note: "new"});
+      }
+      plan.version = fresh.version;
+      for (const event of orphans.splice(0).sort((a, b) => a.id - b.id)) {
+        if (steps.has(event.step_key)) apply(event, true);  // else it was removed again meanwhile
+      }
+      draw();
+      header();
+      timeline();
+    } finally {
+      const again = restructuring.again;
+      restructuring = null;
+      if (again) restructure();
+    }
+  }
+
   // --- events ------------------------------------------------------------------------------------------
   function apply(event, live) {
     logLine(event);
     const key = event.step_key || "";
+    if (live && key && !event.type.startsWith("plan.") && !steps.has(key) && event.type !== "step.removed") {
+      orphans.push(event);
+      if (!restructuring) restructure();
+      return;
+    }
     if ((lastApplied.get(key) || 0) >= event.id) return;
     lastApplied.set(key, event.id);
     const data = event.data || {};
     if (event.type === "approval.required") approvals.set(data.approval_id, {approval_id: data.approval_id, step_key: key, admin_url: data.admin_url});
     if (event.type === "approval.decided" || event.type === "approval.expired") approvals.delete(data.approval_id);
     if (event.type.startsWith("approval.") && live) loadApprovals();
+    if (STRUCTURE.includes(event.type) && live) restructure();
     if (event.type.startsWith("plan.")) {
       const status = PLAN_STATUS[event.type];
       if (!status) return;
@@ -347,6 +389,7 @@
     if (status) {
       step.status = status;
       step.note = "";
+      if (status === "pending") { step.queued_at = step.started_at = step.finished_at = null; step.output = null; step.streamed = ""; }
       if (status === "queued") { step.queued_at = event.time; step.started_at = step.finished_at = null; }
       if (status === "running") { step.started_at = event.time; step.finished_at = null; }
       if (STEP_DONE.includes(status)) { step.finished_at = event.time; if (live) refreshSoon(); }
@@ -358,6 +401,7 @@
       step.note = `retry ${data.attempt || ""} (${data.code || data.reason || "transient"})`;
       if (data.reason === "worker_lost") step.status = "queued";
     }
+    if (event.type === "step.changed") step.note = "edited";
     if (event.type === "step.progress") step.note = String(data.message || data.fraction || "");
     if (event.type === "step.output") step.streamed = (step.streamed || "") + (data.text || "");
     if (event.type === "step.context") step.memory = contextSummary(data);

@@ -29,7 +29,7 @@ COUNTS_FOR_RUNNING_PLANS = """
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orchestrator', '0007_step_fan_out'),
+        ('orchestrator', '0008_plan_version_replan'),
     ]
 
     operations = [
@@ -59,6 +59,6 @@ class Migration(migrations.Migration):
         migrations.RunSQL(COUNTS_FOR_RUNNING_PLANS, migrations.RunSQL.noop),
         # Steps already stored: any step of a templated plan may have a trigger after it (the locked path decides).
         migrations.RunSQL("UPDATE orchestrator_step s SET grows = true FROM orchestrator_plan p "
-                          "WHERE p.id = s.plan_id AND (s.fan_out IS NOT NULL OR p.template <> '')",
+                          "WHERE p.id = s.plan_id AND (s.fan_out IS NOT NULL OR s.replan OR p.template <> '')",
                           migrations.RunSQL.noop),
     ]
