@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
@@ -43,7 +44,9 @@ class AnonThrottle(AnonRateThrottle):
 
 class OrganisationThrottle(SimpleRateThrottle):
     """Per organisation: all its members' requests together (``API_THROTTLE_ORGANISATION``, default
-    6000/min), so one tenant cannot take the API from the others. Anonymous requests are not counted here."""
+    6000/min), so one tenant cannot take the API from the others. Anonymous requests are not counted here, nor
+    those of the default organisation: it is not a tenant but everyone nobody placed in one (an install without
+    organisations keeps its per-user limits only)."""
 
     scope = "organisation"
 
@@ -51,7 +54,10 @@ class OrganisationThrottle(SimpleRateThrottle):
         user = request.user
         if not (user and user.is_authenticated):
             return None
-        return self.cache_format % {"scope": self.scope, "ident": tenancy_of(user).organisation_id}
+        tenancy = tenancy_of(user)
+        if tenancy.organisation == settings.DEFAULT_ORGANISATION_SLUG:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": tenancy.organisation_id}
 
     def allow_request(self, request: Any, view: Any) -> bool:
         try:

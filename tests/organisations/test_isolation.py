@@ -227,3 +227,19 @@ def test_in_the_default_organisation_users_stay_isolated_from_each_other(django_
     api = api_client(second)
     assert api.get(f"/api/plans/{plan.id}/").status_code == 404
     assert api.get("/api/plans/").json()["results"] == []
+
+
+def test_an_organisations_approval_policy_gates_its_own_plans_only(tenants: Tenants) -> None:
+    from approvals import api as approvals
+    from approvals.models import ApprovalPolicy
+
+    team = tenancy_of(tenants.alice).organisation_id
+    ApprovalPolicy.objects.create(name="a-reviews-held", agent="held", organisation_id=team)
+    ApprovalPolicy.objects.create(name="everyone-reviews-sql", agent="sql")
+
+    plan = services.plan_create(owner=tenants.alice, request="A's plan", steps=[{"key": "s", "agent": "held"}])
+
+    assert Approval.objects.get(plan_id=plan.id).policy == "a-reviews-held"
+    other = tenancy_of(tenants.bob).organisation_id
+    assert {p.name for p in approvals.policies(organisation_id=other)} >= {"everyone-reviews-sql"}
+    assert "a-reviews-held" not in {p.name for p in approvals.policies(organisation_id=other)}
