@@ -23,7 +23,9 @@ from tenacity.stop import stop_base
 from agents import cache, limits, registry, routing, telemetry
 from agents.base import AgentCall, AgentResult, AgentSpec, Usage
 from agents.costs import BudgetCheck, Estimate, Totals, budget_check, cost_of, priced
+from agents.egress import guarded_client, webhook_check, webhook_policy
 from agents.errors import (
+    AgentConfigError,
     AgentError,
     CircuitOpen,
     DeadlineExceeded,
@@ -37,6 +39,8 @@ from agents.streaming import ChunkBuffer
 
 __all__ = [
     "AgentCall",
+    "AgentConfigError",
+    "EgressRefused",
     "AgentError",
     "AgentResult",
     "AgentSpec",
@@ -61,6 +65,10 @@ __all__ = [
     "llm_log_choices",
     "llm_summary",
     "on_call",
+    # the SSRF guard, for every other app's outbound HTTP (approval escalations, webhooks)
+    "guarded_client",
+    "webhook_check",
+    "webhook_policy",
 ]
 
 log = logging.getLogger("agents")

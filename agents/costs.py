@@ -49,7 +49,8 @@ def priced(usage: Usage) -> Usage:
 @dataclass(frozen=True)
 class BudgetCheck:
     """``fits`` is False when the estimate would take a total past its budget; ``exceeded`` names
-    which ones (``plan.tokens``, ``plan.cost``, ``user.tokens``, ``user.cost``)."""
+    which ones (``plan.tokens``, ``plan.cost``, ``user.tokens``, ``user.cost``, ``organisation.tokens``,
+    ``organisation.cost``)."""
 
     fits: bool
     exceeded: tuple[str, ...] = ()
@@ -65,13 +66,15 @@ class Totals:
     budget_cost: Decimal | None = None
 
 
-def budget_check(*, estimate: Estimate, plan: Totals, user: Totals | None = None) -> BudgetCheck:
-    """Would a call of ``estimate`` keep the plan's and the user's totals within their budgets?
+def budget_check(*, estimate: Estimate, plan: Totals, user: Totals | None = None,
+                 organisation: Totals | None = None) -> BudgetCheck:
+    """Would a call of ``estimate`` keep the plan's, the user's and the organisation's totals within their
+    budgets?
 
     Pure: no I/O. A total exactly at its budget fits; one unit over does not.
     """
     exceeded: list[str] = []
-    for scope, totals in (("plan", plan), ("user", user)):
+    for scope, totals in (("plan", plan), ("user", user), ("organisation", organisation)):
         if totals is None:
             continue
         if totals.budget_tokens is not None and totals.tokens_used + estimate.tokens > totals.budget_tokens:

@@ -24,6 +24,7 @@ from django.utils.timesince import timesince
 from approvals import services
 from approvals.models import Approval, ApprovalPolicy, ApprovalStatus
 from common.errors import DomainError
+from organisations.api import tenancy_of
 
 
 def _diff(before: Any, after: Any) -> list[tuple[str, str]]:
@@ -47,6 +48,22 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     "required_approvals", "allow_self_approval", "timeout_seconds", "on_timeout"]
     list_filter = ["enabled", "on_timeout"]
     search_fields = ["name", "agent", "template", "step_key"]
+
+    # issue 11: staff manage their own organisation's policies; those for every organisation (no
+    # organisation) and other organisations' are for superusers.
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalPolicy]:
+        policies = super().get_queryset(request)
+        if request.user.is_superuser:
+            return policies
+        return policies.filter(organisation_id=tenancy_of(_user(request)).organisation_id)
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if request.user.is_superuser else ["organisation"]
+
+    def save_model(self, request: HttpRequest, obj: ApprovalPolicy, form: Any, change: bool) -> None:
+        if not request.user.is_superuser:
+            obj.organisation_id = tenancy_of(_user(request)).organisation_id
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Approval)
@@ -100,8 +117,13 @@ class ApprovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return approval.plan_request[:80]
 
     # issue 15: who started each plan, the live page, and the votes counted in the list's one query
+    # issue 11: an approver's queue holds their organisation's approvals only (superusers: every one), so
+    # another organisation's approval is not in the list, and its page redirects as a missing one.
     def get_queryset(self, request: HttpRequest) -> QuerySet[Approval]:
-        return super().get_queryset(request).annotate(approve_votes=Count("votes", filter=Q(votes__approve=True)))
+        approvals = super().get_queryset(request)
+        if not request.user.is_superuser:
+            approvals = approvals.filter(organisation_id=tenancy_of(_user(request)).organisation_id)
+        return approvals.annotate(approve_votes=Count("votes", filter=Q(votes__approve=True)))
 
     @admin.display(description="approvals")
     def votes(self, approval: Approval) -> str:

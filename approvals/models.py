@@ -45,6 +45,10 @@ class ApprovalPolicy(models.Model):
     """
 
     name = models.SlugField(max_length=100, unique=True)
+    # issue 11: a policy of one organisation gates only that organisation's plans; none: every organisation's
+    organisation = models.ForeignKey("organisations.Organisation", on_delete=models.CASCADE, null=True,
+                                     blank=True, related_name="approval_policies",
+                                     help_text="gate only this organisation's plans; empty: every organisation's")
     enabled = models.BooleanField(default=True)
     agent = models.CharField(max_length=100, blank=True, help_text="match steps run by this agent")
     template = models.CharField(max_length=100, blank=True, help_text="match steps of this workflow template")
@@ -77,6 +81,10 @@ class Approval(models.Model):
     step_key = models.CharField(max_length=100)
     agent = models.CharField(max_length=100)
     plan_request = models.TextField()
+    # issue 11: the plan's organisation; its approvers (and only they) see and decide it. Null only for rows
+    # older than organisations until the data migration fills them.
+    organisation = models.ForeignKey("organisations.Organisation", on_delete=models.PROTECT, null=True,
+                                     blank=True, related_name="+")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+",
                                      help_text="the plan's owner")
     input = models.JSONField(default=dict, help_text="the input the step will receive")

@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 from django.conf import settings
+from django.db.models import Q
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from approvals.models import RISK_ORDER, ApprovalPolicy, OnTimeout, Risk
@@ -152,8 +153,11 @@ def _from_row(row: ApprovalPolicy) -> Policy:
     )
 
 
-def policies() -> list[Policy]:
-    rows = ApprovalPolicy.objects.filter(enabled=True).select_related("escalate_group")
+def policies(*, organisation_id: int | None = None) -> list[Policy]:
+    """The policies that apply to a plan of ``organisation_id``: approvals.yaml's, the admin's policies for
+    every organisation, and that organisation's own (none given: only those for every organisation)."""
+    rows = ApprovalPolicy.objects.filter(Q(organisation__isnull=True) | Q(organisation_id=organisation_id),
+                                         enabled=True).select_related("escalate_group")
     return [*_yaml_policies(), *(_from_row(row) for row in rows)]
 
 

@@ -21,16 +21,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from agents.egress import guarded_client, webhook_policy
-from agents.errors import EgressRefused
+from agents.api import EgressRefused, guarded_client, webhook_policy
 from approvals.models import Approval, ApprovalStatus, OnTimeout, Vote
 from approvals.policies import Requirement
 from common.errors import Conflict, DomainError, NotFound
+from organisations.api import tenancy_of
 
 log = logging.getLogger("approvals")
 
@@ -95,13 +95,18 @@ def admin_url(approval_id: uuid.UUID) -> str:
 
 def approval_request(*, plan_id: uuid.UUID, step_id: uuid.UUID, step_key: str, agent: str, plan_request: str,
                      owner: User, step_input: dict[str, Any], context: dict[str, Any],
-                     requirement: Requirement, now: datetime | None = None) -> Approval:
-    """Open a pending approval for a step (in the caller's transaction) and record approval.required."""
+                     requirement: Requirement, organisation_id: int | None = None,
+                     now: datetime | None = None) -> Approval:
+    """Open a pending approval for a step (in the caller's transaction) and record approval.required.
+    ``organisation_id``: the plan's organisation (default: its owner's)."""
     now = now or timezone.now()
+    if organisation_id is None:
+        organisation_id = tenancy_of(owner).organisation_id
     deadline = now + timedelta(seconds=requirement.timeout_seconds)
     approval = Approval.objects.create(
         plan_id=plan_id, step_id=step_id, step_key=step_key, agent=agent, plan_request=plan_request,
-        requested_by=owner, input=step_input, context=context, policy=", ".join(requirement.policies),
+        organisation_id=organisation_id, requested_by=owner, input=step_input, context=context,
+        policy=", ".join(requirement.policies),
         reason=requirement.reason, required_approvals=requirement.required_approvals,
         allow_self_approval=requirement.allow_self_approval,
         deadline=deadline, on_timeout=requirement.on_timeout,
@@ -118,9 +123,13 @@ def approval_request(*, plan_id: uuid.UUID, step_id: uuid.UUID, step_key: str, a
     return approval
 
 
-def approvals_visible(*, user: User) -> Any:
-    """Approvers (the decide permission) see every approval; anyone else those of their own plans."""
+def approvals_visible(*, user: User) -> QuerySet[Approval]:
+    """Approvers (the decide permission) see every approval of their organisation; anyone else those of
+    their own plans (in their organisation). Superusers see every approval of every organisation."""
     approvals = Approval.objects.select_related("requested_by", "decided_by")
+    if user.is_superuser:
+        return approvals
+    approvals = approvals.filter(organisation_id=tenancy_of(user).organisation_id)
     if user.has_perm(DECIDE_PERMISSION):
         return approvals
     return approvals.filter(requested_by=user)

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from audit.services import audit_record
 from common.api import UUID_PATTERN
 from common.middleware import is_api
+from organisations.api import tenancy_of
 
 log = logging.getLogger("audit")
 
@@ -40,6 +41,7 @@ class AuditMiddleware:
                          actor_id=user.pk if authenticated and user is not None else None,
                          actor_name=user.get_username() if authenticated and user is not None else "",
                          target=request.path, plan_id=found.group(1) if found else None,  # type: ignore[arg-type]
+                         organisation_id=tenancy_of(user).organisation_id if authenticated else None,  # type: ignore[arg-type]
                          status_code=response.status_code, ip=request.META.get("REMOTE_ADDR") or None,
                          user_agent=request.META.get("HTTP_USER_AGENT", ""))
         except DatabaseError:  # the answer stands; the failure to audit is loud in the log

@@ -13,6 +13,9 @@ class AuditEntry(models.Model):
     action = models.CharField(max_length=100)  # "api.post", "admin.post", "step.succeeded", "approval.decided"
     target = models.CharField(max_length=500, blank=True, default="")  # a path, or "step <key>"
     plan_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # issue 11: the organisation the actor acted in (their own), an id not a key; null for entries written
+    # from a plan's events (scoped through their plan) and for those older than organisations.
+    organisation_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True, default="")

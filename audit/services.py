@@ -18,8 +18,10 @@ log = logging.getLogger("audit")
 
 
 def audit_record(*, action: str, actor_id: int | None = None, actor_name: str = "", target: str = "",
-                 plan_id: uuid.UUID | None = None, status_code: int | None = None, ip: str | None = None,
+                 plan_id: uuid.UUID | None = None, organisation_id: int | None = None,
+                 status_code: int | None = None, ip: str | None = None,
                  user_agent: str = "", data: dict[str, Any] | None = None) -> AuditEntry:
     return AuditEntry.objects.create(action=action[:100], actor_id=actor_id, actor_name=actor_name[:150],
-                                      target=target[:500], plan_id=plan_id, status_code=status_code, ip=ip,
+                                      target=target[:500], plan_id=plan_id,
+                                      organisation_id=organisation_id, status_code=status_code, ip=ip,
                                       user_agent=user_agent[:300], data=data or {})

@@ -24,6 +24,23 @@ _WITH_BODY = {409: "Conflict with the current state", 413: "Request body too lar
               415: "Unsupported media type", 422: "Idempotency-Key reused with a different body"}
 
 
+# OpenAPI links from a created plan to what a client does next with it (issue 11): clients and schemathesis's
+# stateful tests follow them (create a plan -> read it, its snapshot and history, cancel it, retry it).
+_PLAN_LINKS = {"GetPlan": ("api_plans_retrieve", "id"), "GetSnapshot": ("api_plans_snapshot_retrieve", "plan_id"),
+               "GetHistory": ("api_plans_history_retrieve", "plan_id"), "CancelPlan": ("api_plans_cancel_create", "id"),
+               "RetryPlan": ("api_plans_retry_create", "id")}
+
+
+def add_plan_links(result: dict[str, Any]) -> None:
+    created = result.get("paths", {}).get("/api/plans/", {}).get("post", {}).get("responses", {}).get("201")
+    if created is None:
+        return
+    known = {op.get("operationId") for methods in result["paths"].values() for op in methods.values()
+             if isinstance(op, dict)}
+    created["links"] = {name: {"operationId": operation, "parameters": {parameter: "$response.body#/id"}}
+                        for name, (operation, parameter) in _PLAN_LINKS.items() if operation in known}
+
+
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = ERROR_SCHEMA
@@ -37,6 +54,7 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 errors.update(_WITH_BODY)
             for status, description in errors.items():
                 operation["responses"].setdefault(str(status), {"description": description, "content": ref})
+    add_plan_links(result)
     return result
 
 

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "organisations",  # tenants (issue 11): before the apps whose rows they own
     "agents",
     "memory",
     "approvals",
@@ -393,6 +394,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {  # type: ignore[assignment]
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
     "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses",
     "common.schema.openapi_nullable"]
+# Users nobody placed in an organisation join this one (organisations/services.py).
+DEFAULT_ORGANISATION_SLUG = env("DEFAULT_ORGANISATION_SLUG") or "default"
 STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per user, across web processes
 
 # --- Throttling and login lockout (issue 11) ---------------------------------------------------------------
@@ -400,10 +403,13 @@ STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per use
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                       "KEY_PREFIX": "cache", "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1,
                                                           "retry": Retry(NoBackoff(), 0)}}}
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["common.throttling.UserThrottle", "common.throttling.AnonThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["common.throttling.UserThrottle", "common.throttling.AnonThrottle",
+                                               "common.throttling.OrganisationThrottle"]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "user": env("API_THROTTLE_USER") or "1200/min",
     "anon": env("API_THROTTLE_ANON") or "60/min",
+    # every member's requests together (issue 11): one tenant cannot take the whole API
+    "organisation": env("API_THROTTLE_ORGANISATION") or "6000/min",
 }
 # django-axes: AXES_FAILURE_LIMIT wrong passwords for one username lock it out for AXES_COOLOFF_MINUTES
 # (the login form and the admin's); attempts are stored in the database (visible in the admin).

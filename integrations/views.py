@@ -11,8 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.egress import webhook_check
-from agents.errors import EgressRefused
+from agents.api import EgressRefused, webhook_check
 from common.api import UUID_PATTERN, request_user
 from common.errors import DomainError, NotFound
 from integrations import idempotency, webhooks

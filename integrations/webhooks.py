@@ -31,8 +31,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agents.egress import guarded_client, webhook_policy
-from agents.errors import EgressRefused
+from agents.api import EgressRefused, guarded_client, webhook_policy
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger("integrations")

@@ -1,8 +1,9 @@
 """Who a memory belongs to, and the one place that turns it into a filter.
 
-Today an owner is a user. When organisations arrive, ``Owner`` gains ``organisation_id`` and these two
-functions gain a clause: every read and write of memory rows is scoped through them (services, selectors,
-context assembly, the API, MCP), so nothing else has to change.
+An owner is a user. Organisations (issue 11, docs/organisations.md) leave memory per person: a user is in one
+organisation, so their memory is too. Memory shared by an organisation would give ``Owner`` an
+``organisation_id`` and these functions a clause: every read and write of memory rows is scoped through them
+(services, selectors, context assembly, the API, MCP), so nothing else would have to change.
 """
 
 from __future__ import annotations

@@ -13,8 +13,18 @@ from django.utils.html import format_html, format_html_join
 
 from common.errors import DomainError
 from orchestrator import editing, services
-from orchestrator.models import Plan, PlanEvent, Step, UserBudget
+from orchestrator.models import OrganisationBudget, Plan, PlanEvent, Step, UserBudget
 from orchestrator.states import PlanStatus, StepStatus
+from organisations.api import tenancy_of
+
+
+def _organisation_scope(request: HttpRequest, rows: QuerySet[Any], path: str) -> QuerySet[Any]:
+    """issue 11: staff see the rows of their own organisation only (``path`` leads from a row to its
+    organisation id); superusers see every organisation's."""
+    user = request.user
+    if user.is_superuser:
+        return rows
+    return rows.filter(**{path: tenancy_of(user).organisation_id})  # type: ignore[arg-type]
 
 
 class ReadOnly:
@@ -50,6 +60,9 @@ class PlanEventAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     list_select_related = ["plan", "actor"]
     show_full_result_count = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PlanEvent]:
+        return _organisation_scope(request, super().get_queryset(request), "plan__organisation_id")
+
 
 @admin.register(Plan)
 class PlanAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
@@ -79,7 +92,7 @@ class PlanAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     # issue 15: the live page from the list and from each plan's page ("View on site"); step counts are
     # annotated on the list's one query, not counted per row.
     def get_queryset(self, request: HttpRequest) -> QuerySet[Plan]:
-        return super().get_queryset(request).annotate(
+        return _organisation_scope(request, super().get_queryset(request), "organisation_id").annotate(
             step_count=Count("steps", distinct=True),
             steps_done=Count("steps", filter=Q(steps__status="succeeded"), distinct=True))
 
@@ -203,6 +216,9 @@ class StepAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             else:
                 self.message_user(request, f"plan {plan_id}: removed {', '.join(sorted(keys))}")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Step]:
+        return _organisation_scope(request, super().get_queryset(request), "plan__organisation_id")
+
 
 @admin.register(UserBudget)
 class UserBudgetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -212,3 +228,20 @@ class UserBudgetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = ["tokens_used", "cost_used"]
     search_fields = ["user__username"]
     list_select_related = ["user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UserBudget]:
+        return _organisation_scope(request, super().get_queryset(request), "user__membership__organisation_id")
+
+
+@admin.register(OrganisationBudget)
+class OrganisationBudgetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """An organisation's budgets and caps (issue 11): what it has spent is the sum of its plans' totals."""
+
+    list_display = ["organisation", "budget_tokens", "budget_cost", "cap_tokens", "cap_cost"]
+    list_select_related = ["organisation"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OrganisationBudget]:
+        return _organisation_scope(request, super().get_queryset(request), "organisation_id")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)  # a tenant does not pick another tenant's row

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core import checks
 
-from agents.errors import AgentConfigError
+from agents.api import AgentConfigError
 from orchestrator import planning
 
 

@@ -38,6 +38,10 @@ class Spending(models.Model):
 class Plan(Spending):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="plans")
+    # The tenant that owns it: its owner's organisation when it was created (services.plan_create). Null only
+    # for rows older than organisations until the data migration fills them; reads never match a null.
+    organisation = models.ForeignKey("organisations.Organisation", on_delete=models.PROTECT, null=True,
+                                     blank=True, related_name="plans")
     request = models.TextField()
     template = models.CharField(max_length=100, blank=True)
     inputs = models.JSONField(default=dict, blank=True)
@@ -71,6 +75,7 @@ class Plan(Spending):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["organisation", "-created_at"], name="plan_org_created"),
             models.Index(fields=["status"]),
         ]
 
@@ -175,3 +180,24 @@ class UserBudget(Spending):
 
     def __str__(self) -> str:
         return f"budget of {self.user}"
+
+
+class OrganisationBudget(models.Model):
+    """An organisation's budgets and hard caps across all its plans (issue 11; None: no limit).
+
+    No running totals here: what an organisation has spent is the sum of its plans' totals, read when a gate
+    judges a step (services/budgets.py), so no step end has to update one row shared by the whole tenant."""
+
+    organisation = models.OneToOneField("organisations.Organisation", on_delete=models.CASCADE,
+                                        related_name="budget")
+    budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    budget_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cap_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    cap_cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"budget of {self.organisation}"
+
+    def limited(self) -> bool:
+        return any(limit is not None for limit in (self.budget_tokens, self.budget_cost, self.cap_tokens,
+                                                   self.cap_cost))

@@ -8,16 +8,32 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
-from common.errors import NotFound
+from common.errors import DomainError, NotFound
 from orchestrator.models import Plan, PlanEvent, Step
+from organisations.api import tenancy_of
+
+
+class PlanForbidden(DomainError):
+    code = "plan.forbidden"
+    http_status = 403
+
+
+def _reads_whole_organisation(user: User) -> bool:
+    tenancy = tenancy_of(user)
+    return (tenancy.shared_plans or tenancy.is_admin
+            or (user.is_staff and user.has_perm("orchestrator.view_plan")))
 
 
 def plans_visible(*, user: User) -> QuerySet[Plan]:
-    """A user's own plans; staff with orchestrator.view_plan see every plan."""
+    """The plans of the user's organisation that they may read (docs/organisations.md): their own; every
+    plan of the organisation if it shares plans between members, or if they are its admin or staff with
+    orchestrator.view_plan. Superusers see every plan of every organisation. Another organisation's plan is
+    never in it, so its lookups are 404s."""
     plans = Plan.objects.select_related("owner")
-    if user.is_staff and user.has_perm("orchestrator.view_plan"):
+    if user.is_superuser:
         return plans
-    return plans.filter(owner=user)
+    plans = plans.filter(organisation_id=tenancy_of(user).organisation_id)
+    return plans if _reads_whole_organisation(user) else plans.filter(owner=user)
 
 
 def plan_get(*, user: User, plan_id: uuid.UUID | str) -> Plan:
@@ -26,6 +42,22 @@ def plan_get(*, user: User, plan_id: uuid.UUID | str) -> Plan:
         return plans_visible(user=user).get(id=plan_id)
     except (Plan.DoesNotExist, ValueError):
         raise NotFound(f"no plan {plan_id}") from None
+
+
+def plan_get_for_change(*, user: User, plan_id: uuid.UUID | str) -> Plan:
+    """A plan the user may cancel or retry: their own, or any plan of their organisation if they are its
+    admin (or staff with orchestrator.change_plan, or a superuser). Raises NotFound for a plan they cannot
+    see, PlanForbidden (403 ``plan.forbidden``) for one they may only read."""
+    plan = plan_get(user=user, plan_id=plan_id)
+    if (plan.owner_id == user.pk or user.is_superuser or tenancy_of(user).is_admin
+            or (user.is_staff and user.has_perm("orchestrator.change_plan"))):
+        return plan
+    raise PlanForbidden("only the plan's owner or an admin of its organisation may change it")
+
+
+def plan_ids_of_organisation(*, organisation_id: int) -> QuerySet[Plan, uuid.UUID]:
+    """The ids of an organisation's plans, as a subquery (the audit trail's scope)."""
+    return Plan.objects.filter(organisation_id=organisation_id).values_list("id", flat=True)
 
 
 def plan_steps(*, plan: Plan) -> QuerySet[Step]:

@@ -85,7 +85,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(request=None, responses={200: PlanSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
-        plan = self.get_object()
+        plan = selectors.plan_get_for_change(user=request_user(request), plan_id=pk)
         with transaction.atomic():
             plan = services.plan_cancel(plan_id=plan.id, actor=request_user(request))
         return Response(PlanSerializer(plan).data)
@@ -95,7 +95,8 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def retry(self, request: Request, pk: str) -> Response:
         """Run a failed or cancelled plan again from where it stopped (issue 10): only the steps that did
         not succeed run again. 409 ``plan.not_retryable`` otherwise."""
-        plan = services.plan_retry(plan_id=self.get_object().id, actor=request_user(request))
+        plan = services.plan_retry(plan_id=selectors.plan_get_for_change(user=request_user(request), plan_id=pk).id,
+                                   actor=request_user(request))
         return Response(PlanSerializer(plan).data)
 
 

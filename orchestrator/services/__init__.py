@@ -30,9 +30,10 @@ Concurrency rules (read these before changing anything here):
    not wait for a step's end.) The claim (queued -> running) needs no plan lock: its conditional UPDATE
    races only with cancel and the reconciler's requeue, both of which move only ``queued`` steps at a known
    attempt, so the step's row lock decides each race.
-3. Lock order: approval, then plan, then the owner's budget row, then steps. The reconciler locks one plan
-   at a time. Messages go out after commit (``transaction.on_commit``); if one is lost, the reconciler sends
-   it again, and the attempt number makes the copy harmless.
+3. Lock order: approval, then plan, then the owner's budget row, then the organisation's budget row (only
+   when it has limits), then steps. The reconciler locks one plan at a time. Messages go out after commit
+   (``transaction.on_commit``); if one is lost, the reconciler sends it again, and the attempt number makes
+   the copy harmless.
 4. No transaction is open, and no connection held, while an agent runs: claim (one statement), call,
    record in a short transaction. The attempt's lease is renewed by the worker's heartbeat while it runs.
 5. Nothing that validates configuration runs inside a transaction: agents.yaml, approvals.yaml and the

@@ -21,7 +21,7 @@ from agents.api import Estimate, Totals, agent_estimate, agent_get, budget_check
 from approvals import api as approvals
 from common.errors import Conflict
 from orchestrator import selectors
-from orchestrator.models import Plan, Spending, Step, UserBudget
+from orchestrator.models import OrganisationBudget, Plan, Spending, Step, UserBudget
 from orchestrator.planning import StepSpec
 from orchestrator.services.transitions import steps_transition
 from orchestrator.states import STEP_ACTIVE, StepStatus
@@ -63,6 +63,8 @@ class _Books:
         self.plan_reserved = _reserved(Step.objects.filter(plan=plan)) if self.limited else Reserved()
         self.user_reserved = (_reserved(Step.objects.filter(plan__owner_id=plan.owner_id)) if self.user
                               else Reserved())
+        self.organisation = _OrganisationBooks.of(plan)
+        self.limited = self.limited or self.organisation is not None
 
     def verdict(self, estimate: Estimate) -> tuple[str, str]:
         """("ok" | "approve" | "cap", why) for a call of ``estimate``."""
@@ -70,7 +72,8 @@ class _Books:
             return "ok", ""
         for cap in (True, False):
             check = budget_check(estimate=estimate, plan=_totals(self.plan, self.plan_reserved, cap=cap),
-                                 user=_totals(self.user, self.user_reserved, cap=cap) if self.user else None)
+                                 user=_totals(self.user, self.user_reserved, cap=cap) if self.user else None,
+                                 organisation=self.organisation.totals(cap=cap) if self.organisation else None)
             if not check.fits:
                 what = "pass the hard cap" if cap else "exceed the budget"
                 return ("cap" if cap else "approve",
@@ -81,6 +84,35 @@ class _Books:
     def reserve(self, estimate: Estimate) -> None:
         self.plan_reserved.add(estimate)
         self.user_reserved.add(estimate)
+        if self.organisation is not None:
+            self.organisation.reserved.add(estimate)
+
+
+class _OrganisationBooks:
+    """issue 11: an organisation's limits, judged against the sum of its plans' totals plus the reservations
+    of its steps in flight. Only for an organisation with a limited budget row, which it locks (after the
+    plan and the owner's row), so two gates of one organisation judge one after the other. There is no
+    running total to update at each step end: a tenant's steps never queue on one shared row."""
+
+    def __init__(self, row: OrganisationBudget) -> None:
+        self.row = row
+        spent = Plan.objects.filter(organisation_id=row.organisation_id).aggregate(
+            t=Sum("tokens_used"), c=Sum("cost_used"))
+        self.used = Reserved(int(spent["t"] or 0), spent["c"] or Decimal(0))
+        self.reserved = _reserved(Step.objects.filter(plan__organisation_id=row.organisation_id))
+
+    @classmethod
+    def of(cls, plan: Plan) -> _OrganisationBooks | None:
+        if plan.organisation_id is None:
+            return None
+        row = OrganisationBudget.objects.select_for_update().filter(organisation_id=plan.organisation_id).first()
+        return cls(row) if row is not None and row.limited() else None
+
+    def totals(self, *, cap: bool) -> Totals:
+        return Totals(tokens_used=self.used.tokens + self.reserved.tokens,
+                      cost_used=self.used.cost + self.reserved.cost,
+                      budget_tokens=self.row.cap_tokens if cap else self.row.budget_tokens,
+                      budget_cost=self.row.cap_cost if cap else self.row.budget_cost)
 
 
 def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
@@ -90,7 +122,7 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
     free: list[uuid.UUID] = []
     refused = False
     books: _Books | None = None
-    policies = approvals.policies()
+    policies = approvals.policies(organisation_id=plan.organisation_id)
     for step in Step.objects.filter(id__in=ready, status=StepStatus.PENDING).order_by("key"):
         # Its dependencies' outputs matter to an LLM's estimate and to a person deciding; load them only then.
         context = selectors.step_context(step) if agent_get(step.agent).kind == "llm" else None
@@ -120,7 +152,7 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
             approvals.approval_request(plan_id=plan.id, step_id=step.id, step_key=step.key, agent=step.agent,
                                        plan_request=plan.request, owner=plan.owner, step_input=step.input,
                                        context=selectors.step_context(step) if context is None else context,
-                                       requirement=requirement)
+                                       requirement=requirement, organisation_id=plan.organisation_id)
     return free, refused
 
 

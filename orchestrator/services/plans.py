@@ -26,6 +26,7 @@ from orchestrator.services.scheduling import advance
 from orchestrator.services.steps import durably
 from orchestrator.services.transitions import events_record, plan_locked, plan_transition, steps_transition
 from orchestrator.states import PLAN_TERMINAL, STEP_TERMINAL, PlanStatus, StepStatus
+from organisations.api import tenancy_of
 
 log = logging.getLogger("orchestrator")
 
@@ -85,10 +86,11 @@ def plan_create(*, owner: User, request: str, template: str = "",
     elif steps is not None:
         specs = planning.render(planning.parse_steps(steps), inputs)
         planning.validate(specs, known_agents=planning.known_agents())
+    organisation_id = tenancy_of(owner).organisation_id  # the tenant owns the plan (a user's first use joins one)
     with transaction.atomic():
-        plan = Plan.objects.create(owner=owner, request=request, template=template, inputs=inputs,
-                                   budget_tokens=budget_tokens, budget_cost=budget_cost, cap_tokens=cap_tokens,
-                                   cap_cost=cap_cost,
+        plan = Plan.objects.create(owner=owner, organisation_id=organisation_id, request=request, template=template,
+                                   inputs=inputs, budget_tokens=budget_tokens, budget_cost=budget_cost,
+                                   cap_tokens=cap_tokens, cap_cost=cap_cost,
                                    max_replans=settings.ORCH_MAX_REPLANS if max_replans is None else max_replans,
                                    planning_attempt=1 if specs is None else 0,
                                    planning_queued_at=timezone.now() if specs is None else None)

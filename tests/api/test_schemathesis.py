@@ -63,3 +63,31 @@ def test_every_operation_answers_as_documented_and_never_5xx(case: Any, token: s
         # time out. Both modes are tested end to end in tests/api/test_guide.py; here they start at once.
         case.body["mode"] = "async"
     case.call_and_validate(headers={"Authorization": token}, checks=CHECKS)
+
+
+
+
+def test_the_links_from_a_created_plan_lead_where_they_say(api_schema: Any, token: str) -> None:
+    """issue 11: the schema links a created plan to what a client does next (read it, its snapshot and
+    history, cancel it, retry it); each link, followed with the id from the 201 body, reaches that operation
+    for that plan, and every answer is as the schema documents it. (schemathesis's own stateful run rarely
+    generates a body that creates a plan, so the links are followed here.)"""
+    raw = api_schema.raw_schema
+    links = raw["paths"]["/api/plans/"]["post"]["responses"]["201"]["links"]
+    operations = {op["operationId"]: (method, path) for path, methods in raw["paths"].items()
+                  for method, op in methods.items() if isinstance(op, dict) and "operationId" in op}
+    headers = {"Authorization": token}
+    body = {"request": "linked", "steps": [{"key": "a", "agent": "held"}]}
+    create = api_schema["/api/plans/"]["POST"].Case(body=body, media_type="application/json")
+    created = create.call_and_validate(headers=headers, checks=CHECKS)
+    assert created.status_code == 201
+
+    answers = {}
+    for name in ("GetPlan", "GetSnapshot", "GetHistory", "CancelPlan", "RetryPlan"):  # in a client's order
+        method, path = operations[links[name]["operationId"]]
+        (parameter, expression), = links[name]["parameters"].items()
+        assert expression == "$response.body#/id"
+        case = api_schema[path][method.upper()].Case(path_parameters={parameter: created.json()["id"]})
+        answers[name] = case.call_and_validate(headers=headers, checks=CHECKS).status_code
+
+    assert answers == {"GetPlan": 200, "GetSnapshot": 200, "GetHistory": 200, "CancelPlan": 200, "RetryPlan": 200}

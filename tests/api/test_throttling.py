@@ -70,3 +70,27 @@ def test_a_right_password_before_the_limit_signs_in(user: Any) -> None:
 
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(user.pk)
+
+
+@pytest.mark.django_db
+def test_an_organisations_members_share_its_limit_and_other_organisations_do_not(
+        user: Any, django_user_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.throttling import OrganisationThrottle
+    from organisations import services as organisations
+    from tests.conftest import api_client
+
+    monkeypatch.setattr(OrganisationThrottle, "THROTTLE_RATES", {"organisation": "3/min"})
+    team, rival = (organisations.organisation_create(name=n, slug=n) for n in ("team", "rival"))
+    people = [django_user_model.objects.create_user(username=f"m{i}", password="pw-for-tests") for i in range(3)]
+    for person, organisation in zip(people, (team, team, rival), strict=True):
+        organisations.member_set(user=person, organisation=organisation)
+    first, second, outsider = (api_client(person) for person in people)
+
+    statuses = [client.get("/api/plans/").status_code for client in (first, second, first, second)]
+    refused = second.get("/api/plans/")
+
+    assert statuses == [200, 200, 200, 429]  # two members, one limit
+    assert refused.json()["error"]["code"] == "throttled" and int(refused["Retry-After"]) > 0
+    assert outsider.get("/api/plans/").status_code == 200
+    default = api_client(user)  # the default organisation has no shared limit: its users keep their own
+    assert [default.get("/api/plans/").status_code for _ in range(5)] == [200] * 5

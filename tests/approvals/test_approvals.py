@@ -18,6 +18,7 @@ from approvals.services import escalation_webhook_send
 from orchestrator import services
 from orchestrator.models import PlanEvent, Step
 from orchestrator.states import PlanStatus, StepStatus
+from organisations.api import tenancy_of
 from tests.conftest import start_worker, stop_worker, wait_for_plan
 from tests.fakes import FakeMailServer, FakeServer
 
@@ -33,6 +34,7 @@ def make_approver(model: Any, name: str) -> Any:
     person = model.objects.create_user(username=name, password="pw-for-tests", email=f"{name}@example.com",
                                        is_staff=True)
     person.user_permissions.add(Permission.objects.get(codename="decide_approval"))
+    tenancy_of(person)  # joins the default organisation now, not inside the first request a test counts
     return model.objects.get(pk=person.pk)  # fresh: permissions are cached per instance
 
 

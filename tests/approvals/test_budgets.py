@@ -82,3 +82,38 @@ def test_a_users_budget_gates_across_their_plans(user: Any) -> None:
 
     first = wait_for_step(plan, "first", StepStatus.WAITING)
     assert "user.tokens" in Approval.objects.get(step_id=first.id).reason
+
+
+def test_an_organisations_budget_counts_every_members_plans(user: Any, django_user_model: Any) -> None:
+    from orchestrator.models import OrganisationBudget
+    from organisations import services as organisations
+
+    team = organisations.organisation_create(name="Team", slug="team-budget")
+    colleague = django_user_model.objects.create_user(username="colleague", password="pw-for-tests")
+    for person in (user, colleague):
+        organisations.member_set(user=person, organisation=team)
+    spent = wait_for_plan(services.plan_create(owner=user, request="first member", steps=TWO_CALLS[:1]).id)
+    assert spent.status == PlanStatus.SUCCEEDED and spent.tokens_used > 0
+    OrganisationBudget.objects.create(organisation=team, budget_tokens=spent.tokens_used)  # all used up
+
+    plan = services.plan_create(owner=colleague, request="second member", steps=TWO_CALLS[:1])
+
+    first = wait_for_step(plan, "first", StepStatus.WAITING)  # another member's plan spent the budget
+    assert "organisation.tokens" in Approval.objects.get(step_id=first.id).reason
+    elsewhere = services.plan_create(owner=django_user_model.objects.create_user(username="outsider"),
+                                     request="another organisation", steps=TWO_CALLS[:1])
+    assert wait_for_plan(elsewhere.id).status == PlanStatus.SUCCEEDED  # its budget is not theirs
+
+
+def test_an_organisations_hard_cap_refuses_the_step(user: Any) -> None:
+    from orchestrator.models import OrganisationBudget
+    from organisations import services as organisations
+
+    team = organisations.organisation_create(name="Capped", slug="team-cap")
+    organisations.member_set(user=user, organisation=team)
+    OrganisationBudget.objects.create(organisation=team, cap_tokens=1)
+
+    plan = wait_for_plan(services.plan_create(owner=user, request="capped team", steps=TWO_CALLS[:1]).id)
+
+    assert (plan.status, plan.error_code) == (PlanStatus.FAILED, "budget.cap_exceeded")
+    assert "organisation.tokens" in Step.objects.get(plan=plan, key="first").error_message
