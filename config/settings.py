@@ -216,6 +216,10 @@ ORCH_STEP_TIMEOUT_MAX = env_int("ORCH_STEP_TIMEOUT_MAX", 3600)
 # reconcile, and every queued step is sent again as soon as the broker is seen to have lost its data.
 ORCH_REQUEUE_AFTER = env_int("ORCH_REQUEUE_AFTER", 60)
 ORCH_MAX_REQUEUES = env_int("ORCH_MAX_REQUEUES", 20)
+# Fairness between owners (orchestrator/services/fairness.py): at most this many steps of one owner queued or
+# running at once, across their plans; 0 for no cap. Above the agent workers' total concurrency it only
+# limits how many messages one owner can put in front of everyone else's.
+ORCH_OWNER_MAX_IN_FLIGHT = env_int("ORCH_OWNER_MAX_IN_FLIGHT", 64)
 # Leases (orchestrator/services/leases.py): a claim holds one for ORCH_LEASE_TTL seconds, renewed every
 # ORCH_HEARTBEAT_EVERY seconds while its worker is alive and the run is within its deadline (+ the grace).
 # An expired lease means the worker is gone: the step gets a new attempt.

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestrator.models import Plan, Step
-from orchestrator.services import readiness
+from orchestrator.services import fairness, readiness
 from orchestrator.services.budgets import gate
 from orchestrator.services.dispatch import dispatch_on_commit
 from orchestrator.services.transitions import plan_locked, plan_transition, steps_transition
@@ -28,6 +28,7 @@ def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None) -> None:
                          fields={"finished_at": timezone.now(), "error_code": "step.upstream_failed",
                                  "error_message": "a step it depends on did not succeed"})
     ready = graph.ready() if freed is None else list(freed)
+    ready = fairness.admit(plan, ready)  # over its owner's cap a step stays pending, ready
     if ready:
         free, refused = gate(plan, ready)
         dispatch_on_commit(steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,
@@ -62,6 +63,16 @@ def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID]) -> bool:
         if plan.status == PlanStatus.RUNNING:
             advance(plan, freed=freed)
     return plan.status in PLAN_TERMINAL
+
+
+def owner_release(*, plan_id: uuid.UUID) -> None:
+    """A step of this plan's owner ended: start the ready steps the owner's cap held back, oldest plan first
+    (services/fairness.py). Each plan under its own lock, then committed: no two plan locks are held."""
+    for deferred in fairness.deferred_plans(plan_id=plan_id):
+        with transaction.atomic():
+            plan = plan_locked(deferred)
+            if plan.status == PlanStatus.RUNNING:
+                advance(plan, freed=readiness.steps_ready(plan_id=plan.id))
 
 
 def plan_advance(*, plan_id: uuid.UUID) -> bool:

@@ -29,7 +29,7 @@ from orchestrator import experimenting, selectors
 from orchestrator.models import Plan, Step
 from orchestrator.services import growth, leases, memory, readiness
 from orchestrator.services.budgets import totals_add
-from orchestrator.services.scheduling import advance, plan_advance, plan_followup
+from orchestrator.services.scheduling import advance, owner_release, plan_advance, plan_followup
 from orchestrator.services.transitions import events_record, plan_of_step_locked, steps_transition
 from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
 
@@ -307,6 +307,18 @@ def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | No
     return record
 
 
+def _release(plan_id: uuid.UUID) -> None:
+    """Its owner has one step less in flight: start what the owner's cap held back (services/fairness.py).
+    A database error here costs nothing but a delay: the next end of the owner's steps, or the reconciler,
+    releases them."""
+    try:
+        owner_release(plan_id=plan_id)
+    except DatabaseError as exc:
+        log.warning("orchestrator.fairness.release_failed", extra={"plan_id": str(plan_id), "error": repr(exc)})
+    finally:
+        connection.close()
+
+
 def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     """One delivery of a step: claim it (a duplicate or stale delivery stops here), call its agent while
     the heartbeat keeps the lease, record the outcome. Must not be called inside a transaction.
@@ -335,6 +347,8 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
             ended, outcome = durably(record, until=lambda: lease.valid_until, what="record")
         finally:
             connection.close()
+    if ended.recorded:
+        _release(claimed.plan_id)
     if ended.recorded:  # what the step leaves in memory; the plan's episode if that ended it
         memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
                              plan_ended=ended.plan_ended)
