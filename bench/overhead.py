@@ -11,6 +11,7 @@ the CPU spent per step.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -20,7 +21,8 @@ from celery import chord
 
 from bench.harness import Harness, Result, Worker
 
-WIDTHS = {200: 5, 1000: 3, 5000: 2}  # steps: runs of each side
+WIDTHS = {int(k): int(v) for k, v in (pair.split(":") for pair in os.environ.get(
+    "BENCH_WIDTHS", "200:5,1000:3,5000:2").split(","))}  # steps: runs of each side (BENCH_WIDTHS to change)
 CONCURRENCY = 16
 
 

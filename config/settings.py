@@ -217,9 +217,11 @@ ORCH_STEP_TIMEOUT_MAX = env_int("ORCH_STEP_TIMEOUT_MAX", 3600)
 ORCH_REQUEUE_AFTER = env_int("ORCH_REQUEUE_AFTER", 60)
 ORCH_MAX_REQUEUES = env_int("ORCH_MAX_REQUEUES", 20)
 # Fairness between owners (orchestrator/services/fairness.py): at most this many steps of one owner queued or
-# running at once, across their plans; 0 for no cap. Above the agent workers' total concurrency it only
-# limits how many messages one owner can put in front of everyone else's.
-ORCH_OWNER_MAX_IN_FLIGHT = env_int("ORCH_OWNER_MAX_IN_FLIGHT", 64)
+# running at once, across their plans; 0 (the default) for no cap. Set it on an install shared by several
+# owners, a little above the agent workers' total concurrency: it limits how many messages one owner can put
+# in front of everyone else's. It costs one query per step end, and admission in batches (measured in
+# bench/RESULTS.md), which is why a single-tenant install leaves it off.
+ORCH_OWNER_MAX_IN_FLIGHT = env_int("ORCH_OWNER_MAX_IN_FLIGHT", 0)
 # Leases (orchestrator/services/leases.py): a claim holds one for ORCH_LEASE_TTL seconds, renewed every
 # ORCH_HEARTBEAT_EVERY seconds while its worker is alive and the run is within its deadline (+ the grace).
 # An expired lease means the worker is gone: the step gets a new attempt.

@@ -163,9 +163,9 @@ def test_the_claim_and_a_step_end_take_a_fixed_number_of_queries(user: Any, djan
     # plan's lock, records it and its event, and counts its dependents down
     with django_assert_num_queries(1):
         services.step_succeed(step_id=a.id, attempt=1, output="a", usage=None)
-    # one that frees a dependent: the same, then a transaction under the plan's lock (BEGIN, the lock, the
-    # owner's steps in flight (fairness), one policy read, one step read for the gate, the queueing, COMMIT)
-    with django_assert_num_queries(8):
+    # one that frees a dependent: the same, then a transaction under the plan's lock (BEGIN, the lock, one
+    # policy read, one step read for the gate, the queueing, COMMIT)
+    with django_assert_num_queries(7):
         services.step_succeed(step_id=x.id, attempt=1, output="x", usage=None)
     assert Step.objects.get(id=b.id).status == "queued"
     with django_assert_num_queries(2):  # a claim with dependencies also reads their outputs
