@@ -1,6 +1,7 @@
 """Fairness between owners: at most ORCH_OWNER_MAX_IN_FLIGHT steps of one owner are queued or running at
-once, across all their plans (0, the default: no cap; see config/settings.py for when to set it). So one owner's plan of 200 steps puts at most that many messages
-in front of another owner's one-step plan, instead of all 200.
+once, across all their plans (0, the default: no cap; config/settings.py says when to set it). So one
+owner's plan of 200 steps puts at most that many messages in front of another owner's one-step plan,
+instead of all 200.
 
 A ready step over its owner's cap stays ``pending`` (ready: its count is 0, see ``readiness``), and is
 admitted when steps of that owner end (``scheduling.owner_release``), oldest plan first, in batches: once
