@@ -13,15 +13,15 @@ from orchestrator.models import Plan, Step
 from orchestrator.services import fairness, readiness
 from orchestrator.services.budgets import gate
 from orchestrator.services.dispatch import dispatch_on_commit
-from orchestrator.services.transitions import plan_locked, plan_transition, steps_transition
+from orchestrator.services.transitions import Moved, plan_locked, plan_transition, steps_transition
 from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
 
 
-def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None) -> None:
+def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None) -> list[Moved]:
     """Under the plan lock: cancel steps that can never run, start (or gate) the ready ones, and finish a
-    settled plan. ``freed``: the steps a success just made ready (``Moved.freed``), when that success is all
-    that changed; otherwise (a failure, a decision, a change of structure) the plan's counts are recomputed
-    and the whole plan is looked at."""
+    settled plan; return the steps it queued (their messages go out on commit). ``freed``: the steps a
+    success just made ready (``Moved.freed``), when that success is all that changed; otherwise (a failure,
+    a decision, a change of structure) the plan's counts are recomputed and the whole plan is looked at."""
     if freed is None:
         graph = readiness.graph_refresh(plan_id=plan.id)
         steps_transition(step_ids=graph.doomed(), sources=[StepStatus.PENDING], to=StepStatus.CANCELLED,
@@ -31,13 +31,15 @@ def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None) -> None:
     ready = fairness.admit(plan, ready)  # over its owner's cap a step stays pending, ready
     if ready:
         free, refused = gate(plan, ready)
-        dispatch_on_commit(steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,
-                                            fields={"queued_at": timezone.now(), "requeues": 0},
-                                            increment=("attempt",)))
+        queued = steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,
+                                  fields={"queued_at": timezone.now(), "requeues": 0}, increment=("attempt",))
+        dispatch_on_commit(queued)
         if refused:  # a step failed at its gate: its dependents are doomed, the plan may be settled
-            advance(plan)
-    elif readiness.plan_settled(plan_id=plan.id):
+            queued += advance(plan)
+        return queued
+    if readiness.plan_settled(plan_id=plan.id):
         finish(plan)
+    return []
 
 
 def finish(plan: Plan) -> None:
@@ -54,15 +56,17 @@ def finish(plan: Plan) -> None:
     plan_transition(plan, PlanStatus.SUCCEEDED, result=result)
 
 
-def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID]) -> bool:
+def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID]) -> tuple[bool, list[Moved]]:
     """After a success recorded under the shared lock (``steps._succeed_shared``): gate and queue what it
-    freed, or finish the plan if that success may have been its last step. Takes the plan lock; True if the
-    plan has ended. (If this never runs, a worker died in between: the reconciler advances the plan.)"""
+    freed, or finish the plan if that success may have been its last step. Takes the plan lock; returns
+    whether the plan has ended, and the steps queued. (If this never runs, a worker died in between: the
+    reconciler advances the plan.)"""
+    queued: list[Moved] = []
     with transaction.atomic():
         plan = plan_locked(plan_id)
         if plan.status == PlanStatus.RUNNING:
-            advance(plan, freed=freed)
-    return plan.status in PLAN_TERMINAL
+            queued = advance(plan, freed=freed)
+    return plan.status in PLAN_TERMINAL, queued
 
 
 def owner_release(*, plan_id: uuid.UUID) -> None:

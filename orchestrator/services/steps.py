@@ -30,7 +30,7 @@ from orchestrator.models import Plan, Step
 from orchestrator.services import growth, leases, memory, readiness
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.scheduling import advance, owner_release, plan_advance, plan_followup
-from orchestrator.services.transitions import events_record, plan_of_step_locked, steps_transition
+from orchestrator.services.transitions import Moved, events_record, plan_of_step_locked, steps_transition
 from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
 
 log = logging.getLogger("orchestrator")
@@ -111,6 +111,7 @@ class Ended:
 
     recorded: bool
     plan_ended: bool = False
+    queued: tuple[Moved, ...] = ()  # the steps its follow-up queued (one of them this worker may run next)
 
 
 def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[str, Any],
@@ -143,9 +144,10 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
             totals_add(plan, tokens=spent[0], cost=spent[1])
         if grown is not None:
             growth.apply(plan, grown)  # then a whole pass: spawned steps need not depend on this one
+        queued: list[Moved] = []
         if plan.status == PlanStatus.RUNNING:
-            advance(plan, freed=moved[0].freed if to == StepStatus.SUCCEEDED and grown is None else None)
-    return Ended(True, plan.status in PLAN_TERMINAL)
+            queued = advance(plan, freed=moved[0].freed if to == StepStatus.SUCCEEDED and grown is None else None)
+    return Ended(True, plan.status in PLAN_TERMINAL, tuple(queued))
 
 
 def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any]) -> Ended | None:
@@ -171,7 +173,8 @@ def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any])
     # its own commit, so of two last steps ending at once at least one sees the other ended (the follow-up
     # checks again under the lock).
     if step.freed or (not step.blocked and readiness.plan_settled(plan_id=step.plan_id)):
-        return Ended(True, plan_followup(plan_id=step.plan_id, freed=step.freed))
+        ended, queued = plan_followup(plan_id=step.plan_id, freed=step.freed)
+        return Ended(True, ended, tuple(queued))
     return Ended(True)
 
 
@@ -323,14 +326,24 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     """One delivery of a step: claim it (a duplicate or stale delivery stops here), call its agent while
     the heartbeat keeps the lease, record the outcome. Must not be called inside a transaction.
 
+    When recording it queued steps on this worker's queue, the first of them is claimed and run here next
+    (and so on down a chain): its message went out too, and whichever claim comes first runs it, the other
+    is a no-op. That takes the broker's round trip off a DAG's critical path; the database still decides.
+
     Raises a database error only when recording failed for as long as the lease held: the reconciler then
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
+    following: tuple[uuid.UUID, int] | None = (step_id, attempt)
+    while following is not None:
+        following = _run_once(step_id=following[0], attempt=following[1], worker=worker)
+
+
+def _run_once(*, step_id: uuid.UUID, attempt: int, worker: str) -> tuple[uuid.UUID, int] | None:
     retry_for = time.monotonic() + settings.ORCH_DB_RETRY_FOR
     try:
         claimed = durably(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker),
                           until=lambda: retry_for, what="claim")
         if claimed is None:
-            return
+            return None
         spec = agent_get(claimed.agent)
         # An llm call's max_tokens follows what the plan's token budget has left (experiments).
         tokens_left = experimenting.tokens_left(claimed.plan_id) if spec.kind == "llm" else None
@@ -347,8 +360,11 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
             ended, outcome = durably(record, until=lambda: lease.valid_until, what="record")
         finally:
             connection.close()
-    if ended.recorded:
-        _release(claimed.plan_id)
-    if ended.recorded:  # what the step leaves in memory; the plan's episode if that ended it
-        memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
-                             plan_ended=ended.plan_ended)
+    if not ended.recorded:
+        return None
+    _release(claimed.plan_id)
+    # what the step leaves in memory; the plan's episode if that ended it
+    memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
+                         plan_ended=ended.plan_ended)
+    same_queue = [step for step in ended.queued if agent_get(step.agent).queue == spec.queue]
+    return (same_queue[0].id, same_queue[0].attempt) if same_queue else None
