@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
+
 from config.celery import app
 
 
@@ -24,9 +26,14 @@ def join(results: list[Any]) -> float:
     return time.time()
 
 
+_client: httpx.Client | None = None
+
+
 @app.task(name="bench.post", queue="agents", ignore_result=False)
 def post(url: str, i: int) -> None:
-    """The raw counterpart of an ``http`` step: one POST, its JSON answer read."""
-    import httpx
-
-    httpx.post(url, json={"i": i}, timeout=30).json()
+    """The raw counterpart of an ``http`` step: one POST on a shared client (as the http agent keeps one),
+    its JSON answer read."""
+    global _client
+    if _client is None:
+        _client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=256))
+    _client.post(url, json={"i": i}).json()
