@@ -228,13 +228,11 @@ ORCH_WORKFLOWS_DIR = Path(env("ORCH_WORKFLOWS_DIR") or BASE_DIR / "workflows")
 
 # --- Live progress (server-sent events: orchestrator/events.py, streams/, docs/events.md) ---------------
 # Workers announce committed PlanEvents through Redis pub/sub to every web process (one subscriber each,
-# kept alive by streams.subscriber); the PlanEvent rows themselves are the stream's storage.
+# streams.hub, fanned out in process to its streams); the PlanEvent rows themselves are the stream's storage.
 # No retries inside redis-py (its default backs off for seconds): a publish that fails is skipped at once and
 # clients catch up from storage, so a Redis outage never slows a request down.
-EVENTSTREAM_REDIS = {**_redis_connection.parse_url(REDIS_URL), "socket_connect_timeout": 2, "socket_keepalive": True,
-                     "retry": Retry(NoBackoff(), 0)}
-EVENTSTREAM_STORAGE_CLASS = "streams.eventstream.PlanEventStorage"
-EVENTSTREAM_CHANNELMANAGER_CLASS = "streams.eventstream.PlanChannelManager"
+STREAMS_REDIS = {**_redis_connection.parse_url(REDIS_URL), "socket_connect_timeout": 2, "socket_keepalive": True,
+                 "retry": Retry(NoBackoff(), 0)}
 LOGIN_URL = "login"
 
 # --- Approvals ------------------------------------------------------------------------------------------
