@@ -20,6 +20,10 @@ Rules (what keeps "every stream gets every stored event"):
    more RECHECK_AFTER later, from the same id, for what paused publishers committed but never announced.
 3. A stream whose queue grows past PENDING_MAX (a client that does not read) drops its queue and is flagged
    ``behind``; it catches up from storage when it next runs. The hub never waits for a client.
+4. While a stream is idle (nothing queued, not behind) the hub writes a frame to its socket at once
+   (``Watcher.direct``) instead of waking the stream's task: a task switch and the response's layers per stream
+   and event were most of the cost. A write that would have to wait (the client's socket is full) is not made;
+   the frame is queued and the stream's task sends it, waiting as it should.
 Delivery is therefore at-least-once: a client de-duplicates by event id (docs/events.md).
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,13 +77,18 @@ class Watcher:
     pending: list[Frame] = field(default_factory=list)
     behind: bool = False  # must re-read storage before it trusts its queue again
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    skip: set[int] = field(default_factory=set)  # ids the stream's last storage read sent: their live copies go
+    direct: Callable[[Frame], bool] | None = None  # set while the stream waits: writes a frame at once (rule 4)
     mark: int | None = None  # the position when Redis last confirmed the subscription (rule 2's second read)
     sent_since_mark: set[int] = field(default_factory=set)
     read_from: int | None = None  # the next catch-up starts here instead of at ``position``
 
     def offer(self, frame: Frame) -> None:
-        if self.behind:
-            return  # it re-reads storage anyway
+        if self.behind or frame.id in self.skip:
+            return  # it re-reads storage anyway / it sent this one from storage
+        if self.direct is not None and not self.pending and self.direct(frame):
+            self.sent([frame])
+            return
         if len(self.pending) >= PENDING_MAX:
             self.pending.clear()
             self.behind = True

@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from contextlib import aclosing
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.http import StreamingHttpResponse
 
 from common.errors import NotFound
 from orchestrator.events import events_after, last_event_id
 from streams import hub as hubs
+from streams import limits
 
 KEEPALIVE_SECONDS = 20.0
 READ_PAGE = 500
@@ -64,28 +68,38 @@ def _stored(user: User, plan_id: uuid.UUID, after: int | None, check: bool) -> t
 _read_stored = sync_to_async(_stored, thread_sensitive=False)
 
 
-async def stream(*, user: User, plan_id: uuid.UUID, after: int | None, guide: bool) -> AsyncIterator[bytes]:
+async def stream(*, user: User, plan_id: uuid.UUID, after: int | None, guide: bool, slot: str,
+                 direct: Callable[[bytes], bool] | None = None) -> AsyncGenerator[bytes]:
     """The stream's chunks, until the client goes away (the generator is closed) or loses access.
 
     Registers with the process's hub before the first read (rule 1 in ``streams.hub``); ``after`` is the
-    client's resume point (None: from now on). ``guide`` picks the guide's event names.
+    client's resume point (None: from now on). ``guide`` picks the guide's event names. Keeps the user's
+    stream ``slot`` alive while it runs (``streams.limits``). ``direct``, when given, writes bytes to the client
+    at once if it can (True) without waiting: the hub then uses it while the stream is idle (hub rule 4).
     """
     hub = hubs.current()
     watcher = hubs.Watcher(str(plan_id))
     hub.add(watcher)
+    limits.hold(user.pk, slot)
     pick: Callable[[hubs.Frame], bytes] = (lambda f: f.guide) if guide else (lambda f: f.project)
     try:
         read = await _read_stored(user, plan_id, after, False)
         assert read is not None  # not checked: the view has just authorised the request
         frames, watcher.position = read
-        seen = {f.id for f in frames}  # the live copies of what the last read returned are dropped
+        watcher.skip = {f.id for f in frames}  # the live copies of what the last read returned are dropped
         yield OPENING + b"".join(pick(f) for f in frames)
+        write_now = None if direct is None else (lambda f: direct(pick(f)))
         while True:
             if not watcher.wake.is_set():
+                watcher.direct = write_now  # idle: the hub may write to the client itself
                 try:
                     async with asyncio.timeout(KEEPALIVE_SECONDS):
                         await watcher.wake.wait()
+                    idle = False
                 except TimeoutError:
+                    idle = True
+                watcher.direct = None
+                if idle:
                     yield KEEPALIVE
                     continue
             frames, behind = watcher.take()
@@ -101,11 +115,40 @@ async def stream(*, user: User, plan_id: uuid.UUID, after: int | None, guide: bo
                     yield _error_frame("forbidden", f"Permission denied to channels: plan-{plan_id}")
                     return
                 frames = [f for f in read[0] if f.id not in skip]
-                seen = {f.id for f in frames}
-            elif seen:
-                frames = [f for f in frames if f.id not in seen]
+                watcher.skip = {f.id for f in frames}
             if frames:
                 watcher.sent(frames)
                 yield b"".join(pick(f) for f in frames)
     finally:
         hub.remove(watcher)
+        limits.unhold(slot)
+
+
+class LiveResponse(StreamingHttpResponse):
+    """A plan's SSE stream. Under ``streams.asgi.LiveASGIHandler`` its chunks go from the generator straight to
+    the server's ``send`` (``pump``), skipping Django's per-chunk wrappers: with a thousand streams per process
+    those layers were most of the cost of an event. Anywhere else it is an ordinary async streaming response."""
+
+    def __init__(self, chunks: Callable[[Callable[[bytes], bool] | None], AsyncGenerator[bytes]]) -> None:
+        super().__init__(content_type="text/event-stream")
+        self.chunks = chunks
+        self.streaming_content = chunks(None)
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+
+    async def pump(self, send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]]) -> None:
+        def write_now(body: bytes) -> bool:
+            # Run the server's send without awaiting it: uvicorn's completes at once unless the socket's buffer
+            # is full, and then it waits *before* writing, so a send that does not complete wrote nothing and is
+            # dropped (the frame goes the awaited way). With another server a duplicate is the worst case.
+            sending = send({"type": "http.response.body", "body": body, "more_body": True})
+            try:
+                sending.send(None)
+            except StopIteration:
+                return True
+            sending.close()
+            return False
+
+        async with aclosing(self.chunks(write_now)) as chunks:  # closed on a disconnect too (cancelled)
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})

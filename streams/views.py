@@ -18,7 +18,6 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     JsonResponse,
-    StreamingHttpResponse,
 )
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -106,11 +105,11 @@ def open_stream(request: HttpRequest, plan_id: uuid.UUID, *, guide: bool = False
         response["Retry-After"] = "5"
         return response
     log.info("streams.stream.opened", extra={"plan_id": str(plan.id), "user_id": request.user.pk})
-    stream = StreamingHttpResponse(live.stream(user=cast(User, request.user), plan_id=plan.id, after=after,
-                                               guide=guide), content_type="text/event-stream")
-    stream["Cache-Control"] = "no-cache"
-    stream["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
-    return limits.holding_slot(stream, request.user.pk, slot)
+    user = cast(User, request.user)
+    streaming = live.LiveResponse(lambda direct: live.stream(user=user, plan_id=plan.id, after=after, guide=guide,
+                                                             slot=slot, direct=direct))
+    limits.release_on_close(streaming, request.user.pk, slot)
+    return streaming
 
 
 @require_GET
