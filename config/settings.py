@@ -391,6 +391,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {  # type: ignore[assignment]
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
     "drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"]
 STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per user, across web processes
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)  # bench/api.py only: mounts /api/_bench/ping/
 
 # --- Throttling and login lockout (issue 11) ---------------------------------------------------------------
 # The default cache is Redis, so DRF's throttles count one user's requests across every web process.

@@ -1,0 +1,44 @@
+"""Queries per request on the plan endpoints that bench/api.py measures, pinned: a change that adds a query per
+request, or one per step, shows here before it shows in requests per second."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator import services
+from tests.conftest import api_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _plan(user: Any, steps: int) -> Any:
+    return services.plan_create(owner=user, request="queries", steps=[
+        {"key": f"s{i}", "agent": "held"} for i in range(steps)])
+
+
+@pytest.mark.parametrize("steps", [1, 20])
+def test_plan_detail_takes_three_queries_whatever_its_size(user: Any, steps: int,
+                                                           django_assert_num_queries: Any) -> None:
+    client = api_client(user)
+    plan = _plan(user, steps)
+
+    with django_assert_num_queries(3):  # the token with its user, the plan with its owner, its steps
+        answer = client.get(f"/api/plans/{plan.id}/")
+
+    assert answer.status_code == 200 and len(answer.json()["steps"]) == steps
+
+
+@pytest.mark.parametrize("steps", [1, 20])
+def test_plan_create_takes_a_fixed_number_of_queries(user: Any, steps: int, django_assert_num_queries: Any) -> None:
+    client = api_client(user)
+    body = {"request": "q", "steps": [{"key": f"s{i}", "agent": "held"} for i in range(steps)]}
+
+    # the token; running experiments; in one transaction (BEGIN .. COMMIT): the plan, its events, its steps,
+    # the plan started, readiness, approval policies, the ready steps queued; then the plan read back with
+    # its steps for the answer, and the audit entry. (services.plan_create owns the middle part.)
+    with django_assert_num_queries(17):
+        answer = client.post("/api/plans/", body, format="json")
+
+    assert answer.status_code == 201 and len(answer.json()["steps"]) == steps
