@@ -42,3 +42,33 @@ def test_plan_create_takes_a_fixed_number_of_queries(user: Any, steps: int, djan
         answer = client.post("/api/plans/", body, format="json")
 
     assert answer.status_code == 201 and len(answer.json()["steps"]) == steps
+
+
+def test_plan_answers_are_what_freshly_built_drf_fields_give(user: Any) -> None:
+    """The serializers build their fields once per class (serializers.FieldsOnce): same output as DRF's own."""
+    from rest_framework import serializers
+
+    from orchestrator.selectors import plan_get
+    from orchestrator.serializers import PlanDetailSerializer, PlanSerializer, StepSerializer
+
+    class FreshSteps(serializers.ModelSerializer):  # type: ignore[type-arg]
+        class Meta(StepSerializer.Meta):
+            pass
+
+    class FreshDetail(serializers.ModelSerializer):  # type: ignore[type-arg]
+        owner = serializers.CharField(source="owner.get_username", read_only=True)
+        page_url = serializers.SerializerMethodField()
+        events_url = serializers.SerializerMethodField()
+        steps = FreshSteps(many=True, read_only=True)
+        get_page_url = PlanSerializer.get_page_url
+        get_events_url = PlanSerializer.get_events_url
+
+        class Meta(PlanDetailSerializer.Meta):
+            pass
+
+    plan = plan_get(user=user, plan_id=_plan(user, 3).id)
+    services.plan_cancel(plan_id=plan.id, actor=user)  # finished_at, error fields, cancelled steps
+    plan = plan_get(user=user, plan_id=plan.id)
+
+    assert PlanDetailSerializer(plan).data == FreshDetail(plan).data
+    assert PlanDetailSerializer(plan).data == PlanDetailSerializer(plan).data  # the cached fields are reusable
