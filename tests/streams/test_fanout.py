@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -79,7 +80,8 @@ def _watch(urls: list[str], plan_id: uuid.UUID, headers: dict[str, str], clients
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
         return seen
 
-    return asyncio.run(main())
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own: the session may already run one (Playwright)
+        return thread.submit(lambda: asyncio.run(main())).result()
 
 
 def test_many_clients_of_one_web_process_each_get_every_event(user: Any, test_agents: str) -> None:
