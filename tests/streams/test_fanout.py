@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from asgiref.sync import async_to_sync
 from django.db import connection
 from redis import Redis
 from rest_framework.authtoken.models import Token
@@ -80,7 +80,12 @@ def _watch(urls: list[str], plan_id: uuid.UUID, headers: dict[str, str], clients
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
         return seen
 
-    with ThreadPoolExecutor(1) as thread:  # a loop of its own: the session may already run one (Playwright)
+    return _in_a_loop_of_its_own(main)
+
+
+def _in_a_loop_of_its_own[T](main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run in a thread: the session's browser tests (Playwright) leave a loop running in this one."""
+    with ThreadPoolExecutor(1) as thread:
         return thread.submit(lambda: asyncio.run(main())).result()
 
 
@@ -131,7 +136,7 @@ def test_a_stream_that_ends_leaves_the_hub_and_frees_its_slot(user: Any) -> None
             hub.task.cancel()  # this loop ends with the test
         return during, after, open_slots
 
-    during, after, open_slots = async_to_sync(main)()
+    during, after, open_slots = _in_a_loop_of_its_own(main)
     assert (during, after, open_slots) == (3, 1, [False, False, True])
 
 
