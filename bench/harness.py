@@ -43,10 +43,15 @@ class Result:
     target: float | None
     ok: bool | None
     note: str = ""
+    higher_is_better: bool = False  # a target that is a floor (requests per second)
 
     @classmethod
     def at_most(cls, name: str, value: float, unit: str, target: float, note: str = "") -> Result:
         return cls(name, value, unit, target, value <= target, note)
+
+    @classmethod
+    def at_least(cls, name: str, value: float, unit: str, target: float, note: str = "") -> Result:
+        return cls(name, value, unit, target, value >= target, note, higher_is_better=True)
 
     @classmethod
     def info(cls, name: str, value: float, unit: str, note: str = "") -> Result:
@@ -54,6 +59,9 @@ class Result:
 
     @property
     def ratio(self) -> float | None:
+        """<= 1 passes, whichever way the target points."""
+        if self.higher_is_better:
+            return self.target / self.value if self.target and self.value else None
         return self.value / self.target if self.target else None
 
 

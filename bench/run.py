@@ -23,7 +23,7 @@ from types import FrameType
 
 from bench.harness import ROOT, WORK_DIR, Harness, Result
 
-MODULES = ["overhead", "io_bound", "dag", "sse", "agents_limits", "memory", "scaling", "experiments"]
+MODULES = ["overhead", "io_bound", "dag", "sse", "api", "agents_limits", "memory", "scaling", "experiments"]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PACKAGES = ["Django", "celery", "kombu", "redis", "psycopg", "httpx"]
 

@@ -1,133 +1,34 @@
-"""SSE: live progress from a Celery worker to SSE clients through one uvicorn process (django-eventstream,
-Redis pub/sub, PlanEvent storage). Latency: a real worker runs 3 plans, each a chain of 30 ``noop`` steps
-(about 90 events apiece, written in the worker's own transactions); one client per plan, connected before
-the plan starts, notes when each event arrives. Latency = arrival (client's clock) - the event's ``time``
-(set by the worker just before its insert and commit, same machine clock), so it covers insert, commit,
-publish, pub/sub, the web process and the socket. Targets p50 <= 20 ms, p99 <= 100 ms. Fan-out: 500
-clients on the one web process follow one plan (40 parallel ``noop`` steps + a join); every client must
-receive every stored event of the plan (target: 0 clients missing any); the latency of that run is shown
-for context.
+"""SSE fan-out: many watchers of one plan's live stream, spread over two uvicorn processes (2 cores), each
+process with one Redis subscription fanned out in process (streams/hub.py).
+
+The watchers are ``bench.sse_client`` processes (two, raw asyncio streams), connected before the first event
+with the plan's newest id as Last-Event-ID. This process then writes EVENTS ``step.progress`` events to the plan
+at RATE per second, each in its own transaction through the real publisher (``PlanEvent`` insert, commit,
+``orchestrator.events.publish_on_commit``: one Redis PUBLISH), stamping ``published_at`` (wall clock) into the
+event's data just before the insert. Latency = the arrival of the chunk that carried the event at the watcher
+(same machine clock) - ``published_at``: insert, commit, publish, pub/sub, the web process, the socket and the
+watcher's own scheduling. Every watcher must receive every event (0 missing). Targets: with 2,000 watchers p99
+<= 100 ms; with 500 watchers p50 <= 20 ms. Load generator, web processes, Postgres and Redis share the 2 cores.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import httpx
+from bench.harness import ROOT, Harness, Result
+from bench.web import Web, cpu_seconds, web_servers
 
-from bench.harness import ROOT, WORK_DIR, Harness, Result
-
-CHAIN = 30
-LATENCY_PLANS = 3
-FANOUT_CLIENTS = 500
-FANOUT_WIDTH = 40
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def web_server() -> Iterator[str]:
-    """One uvicorn process on the bench's database and Redis; yields its base URL."""
-    port = _free_port()
-    with open(WORK_DIR / "uvicorn-sse.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application", "--host",
-                                    "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-                                    "--backlog", "4096"], cwd=ROOT, env=dict(os.environ), stdout=log,
-                                   stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/accounts/login/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start; see {WORK_DIR / 'uvicorn-sse.log'}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-async def _follow(client: httpx.AsyncClient, url: str, token: str, connected: asyncio.Event | None,
-                  arrivals: dict[int, float]) -> None:
-    """Read one plan's stream until plan.completed, noting each event's id and arrival time."""
-    headers = {"Authorization": f"Token {token}", "Accept": "text/event-stream"}
-    async with client.stream("GET", url, headers=headers) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if line.startswith("event: stream-open") and connected is not None:
-                connected.set()
-            elif line.startswith("data: {"):
-                arrived = time.time()
-                event = json.loads(line[6:])
-                arrivals.setdefault(event["id"], arrived)
-                if event["type"] == "plan.completed":
-                    return
-
-
-def _stored_times(plan_id: uuid.UUID) -> dict[int, float]:
-    from orchestrator.models import PlanEvent
-
-    return {i: t.timestamp() for i, t in PlanEvent.objects.filter(plan_id=plan_id).values_list("id", "created_at")}
-
-
-def _create(h: Harness, steps: list[dict[str, Any]]) -> uuid.UUID:
-    from orchestrator.services import plan_create
-
-    return plan_create(owner=h.user, request="bench sse", steps=steps).id
-
-
-async def _run_followed(h: Harness, url: str, token: str, steps: list[dict[str, Any]], clients: int,
-                        timeout: float) -> tuple[uuid.UUID, list[dict[int, float]], float]:
-    """Create the plan behind a "gate" step no worker takes, connect ``clients`` streams, then open the gate
-    (claim and succeed it here, as a worker would). Returns the plan, each client's arrivals, the opening time."""
-    from asgiref.sync import sync_to_async
-
-    from orchestrator import services
-
-    plan_id = await sync_to_async(_create)(h, [{"key": "gate", "agent": "held_bench"}] + [
-        {**s, "depends_on": s.get("depends_on", []) + ["gate"]} for s in steps])
-    arrivals: list[dict[int, float]] = [{} for _ in range(clients)]
-    connected = [asyncio.Event() for _ in range(clients)]
-    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), limits=limits) as client:
-        tasks = [asyncio.create_task(_follow(client, f"{url}/api/plans/{plan_id}/events/?lastEventId=0", token,
-                                             connected[i], arrivals[i])) for i in range(clients)]
-        await asyncio.wait_for(asyncio.gather(*(c.wait() for c in connected)), timeout=120)
-        opened = time.time()
-        await sync_to_async(_open_gate)(services, plan_id)
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout)
-    return plan_id, arrivals, opened
-
-
-def _open_gate(services: Any, plan_id: uuid.UUID) -> None:
-    from orchestrator.models import Step
-
-    gate = Step.objects.get(plan_id=plan_id, key="gate")
-    services.step_claim(step_id=gate.id, attempt=gate.attempt, worker="bench")
-    services.step_succeed(step_id=gate.id, attempt=gate.attempt, output=None, usage=None)
+WEB_PROCESSES = 2
+CLIENT_PROCESSES = 2
+EVENTS = int(os.environ.get("BENCH_SSE_EVENTS", 100))
+RATE = 20.0  # events per second
+SCENARIOS = tuple(int(n) for n in os.environ.get("BENCH_SSE_WATCHERS", "500,2000").split(","))
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -135,36 +36,120 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _publish(plan_id: uuid.UUID, seq: int, final: bool) -> int:
+    from django.db import transaction
+
+    from orchestrator import events
+    from orchestrator.models import PlanEvent
+
+    with transaction.atomic():
+        data: dict[str, Any] = {"seq": seq, "published_at": time.time()}
+        if final:
+            data["final"] = True
+        event = PlanEvent.objects.create(plan_id=plan_id, type="step.progress", step_key="bench", data=data)
+        events.publish_on_commit([event])
+    return int(event.id)
+
+
+def _watch(webs: list[Web], plan_id: uuid.UUID, token: str, watchers: int) -> dict[str, Any]:
+    """Connect ``watchers`` streams, publish, and gather what each received."""
+    from orchestrator.events import last_event_id
+    from orchestrator.models import PlanEvent
+
+    path = f"/api/plans/{plan_id}/events/?lastEventId={last_event_id(plan_id=plan_id)}"
+    share = [watchers // CLIENT_PROCESSES + (1 if i < watchers % CLIENT_PROCESSES else 0)
+             for i in range(CLIENT_PROCESSES)]
+    urls = ",".join(w.url for w in webs)
+    clients = [subprocess.Popen([sys.executable, "-m", "bench.sse_client", urls, path, token, str(n)],
+                                cwd=ROOT, stdout=subprocess.PIPE, text=True) for n in share]
+    try:
+        for client in clients:
+            assert client.stdout is not None
+            line = client.stdout.readline().strip()
+            if line != "ready":
+                raise RuntimeError(f"a watcher process did not connect: {line[:200]!r}")
+        time.sleep(0.5)  # let the opening reads settle
+        published = []
+        spread: list[Any] = []
+        pids = {"web": [w.pid for w in webs], "watchers": [c.pid for c in clients], "publisher": [os.getpid()]}
+        cpu_before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        heard: dict[int, float] = {}
+        if os.environ.get("BENCH_SSE_SPREAD"):
+            import threading
+
+            import redis
+            from django.conf import settings
+
+            from orchestrator.events import PUBSUB_CHANNEL, decode
+            sub = redis.Redis.from_url(settings.REDIS_URL).pubsub()
+            sub.subscribe(PUBSUB_CHANNEL)
+
+            def listen() -> None:
+                for m in sub.listen():
+                    if m["type"] == "message":
+                        for _, i, _, _ in decode(m["data"]):
+                            heard[i] = time.time()
+            threading.Thread(target=listen, daemon=True).start()
+        started = time.monotonic()
+        if os.environ.get("BENCH_SSE_SPREAD"):
+            print("publishing", flush=True)
+        for seq in range(EVENTS):
+            time.sleep(max(0.0, started + seq / RATE - time.monotonic()))
+            published.append(_publish(plan_id, seq, seq == EVENTS - 1))
+        time.sleep(1.0)  # the last event's delivery
+        cpu = {k: sum(cpu_seconds(p) for p in v) - cpu_before[k] for k, v in pids.items()}
+        wall = time.monotonic() - started
+        found: dict[str, Any] = {"ids": [], "latencies": [], "failed": 0, "errors": []}
+        for client in clients:
+            out, _ = client.communicate(timeout=120)
+            part = json.loads(out.strip().splitlines()[-1])
+            for key in found:
+                found[key] += part[key]
+            spread.append((part["first"], part["last"]))
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+    if os.environ.get("BENCH_SSE_SPREAD"):
+        stamps = {e.id: e.data["published_at"] for e in PlanEvent.objects.filter(id__in=published)}
+        for event_id in published[::10]:
+            firsts = [f[str(event_id)] for f, _ in spread]
+            lasts = [la[str(event_id)] for _, la in spread]
+            print(f"{event_id}: redis {(heard.get(event_id, 0) - stamps[event_id]) * 1000:.1f} ms, "
+                  f"first {(min(firsts) - stamps[event_id]) * 1000:.1f} ms, last "
+                  f"{(max(lasts) - stamps[event_id]) * 1000:.1f} ms", flush=True)
+    found["cpu"] = {k: v / wall for k, v in cpu.items()}  # cores busy while publishing
+    wanted = set(published)
+    found["missing"] = sum(1 for got in found["ids"] if not wanted <= set(got)) + found["failed"]
+    return found
+
+
 def run(h: Harness) -> list[Result]:
     from rest_framework.authtoken.models import Token
+
+    from orchestrator.services import plan_create
 
     h.use_agents("sse", "agents:\n  held_bench:\n    kind: python\n    callable: agents.builtin.noop\n"
                         "    queue: held\n")
     token = Token.objects.get_or_create(user=h.user)[0].key
-    chain: list[dict[str, Any]] = [{"key": f"c{i}", "agent": "noop", "depends_on": [f"c{i - 1}"] if i else []}
-                                   for i in range(CHAIN)]
-    fan: list[dict[str, Any]] = [{"key": f"p{i}", "agent": "noop"} for i in range(FANOUT_WIDTH)]
-    fan.append({"key": "join", "agent": "noop", "depends_on": [f"p{i}" for i in range(FANOUT_WIDTH)]})
-    latencies: list[float] = []
-    with h.worker("sse", concurrency=8, env={"DB_POOL_MAX_SIZE": "8"}), web_server() as url:
-        for _ in range(LATENCY_PLANS):
-            plan_id, (arrivals,), opened = asyncio.run(_run_followed(h, url, token, chain, 1, timeout=120))
-            created = _stored_times(plan_id)
-            latencies += [(arrivals[i] - t) * 1000 for i, t in created.items() if t >= opened]
-        started = time.monotonic()
-        plan_id, per_client, opened = asyncio.run(_run_followed(h, url, token, fan, FANOUT_CLIENTS, timeout=300))
-        fan_seconds = time.monotonic() - started
-        stored = _stored_times(plan_id)
-    missing = sum(1 for arrivals in per_client if not set(stored) <= set(arrivals))
-    fan_latency = [(a[i] - t) * 1000 for a in per_client for i, t in stored.items() if t >= opened and i in a]
-    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
-    return [
-        Result.at_most("sse: event latency p50", p50, "ms", 20,
-                       f"{len(latencies)} events of {LATENCY_PLANS} chains of {CHAIN} noop steps, 1 client each"),
-        Result.at_most("sse: event latency p99", p99, "ms", 100, f"max {max(latencies):.1f} ms"),
-        Result.at_most(f"sse: of {FANOUT_CLIENTS} clients, missing an event", missing, "clients", 0,
-                       f"{len(stored)} events each, one uvicorn process; {fan_seconds:.1f} s from connect to last "
-                       f"plan.completed"),
-        Result.info(f"sse: latency p50 / p99 with {FANOUT_CLIENTS} clients",
-                    _percentile(fan_latency, 0.5), "ms", f"p99 {_percentile(fan_latency, 0.99):.1f} ms"),
-    ]
+    plan_id = plan_create(owner=h.user, request="bench sse", steps=[{"key": "gate", "agent": "held_bench"}]).id
+    results: list[Result] = []
+    with web_servers("sse", WEB_PROCESSES, env={"STREAMS_PER_USER": "100000"}) as webs:
+        for watchers in SCENARIOS:
+            found = _watch(webs, plan_id, token, watchers)
+            print(f"  cores busy while publishing: {found['cpu']}", flush=True)
+            latencies = found["latencies"]
+            p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+            setting = (f"{watchers} watchers over {WEB_PROCESSES} uvicorn processes, {EVENTS} events at "
+                       f"{RATE:.0f}/s")
+            results.append(Result.at_most(f"sse: {watchers} watchers, missing an event", found["missing"],
+                                          "watchers", 0, f"{setting}; {found['failed']} failed to connect "
+                                          f"{found['errors'][:1]}".rstrip("[] ")))
+            if watchers == 2000:
+                results.append(Result.at_most(f"sse: {watchers} watchers, latency p99", p99, "ms", 100,
+                                              f"p50 {p50:.1f} ms, max {max(latencies):.1f} ms"))
+            else:
+                results.append(Result.at_most(f"sse: {watchers} watchers, latency p50", p50, "ms", 20,
+                                              f"p99 {p99:.1f} ms, max {max(latencies):.1f} ms"))
+    return results

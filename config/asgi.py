@@ -1,12 +1,16 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 from config import telemetry
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 telemetry.setup("orchestrator-web")  # before the application is built: Django's instrumentation adds a middleware
-application = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does, before building our handler
+
+from streams.asgi import LiveASGIHandler  # noqa: E402  (needs the apps loaded above)
+
+application = LiveASGIHandler()  # Django's ASGIHandler with a fast path for live streams
 
 from config.startup import exit_on_configuration_errors  # noqa: E402  (needs the apps loaded above)
 

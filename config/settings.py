@@ -235,13 +235,11 @@ ORCH_WORKFLOWS_DIR = Path(env("ORCH_WORKFLOWS_DIR") or BASE_DIR / "workflows")
 
 # --- Live progress (server-sent events: orchestrator/events.py, streams/, docs/events.md) ---------------
 # Workers announce committed PlanEvents through Redis pub/sub to every web process (one subscriber each,
-# kept alive by streams.subscriber); the PlanEvent rows themselves are the stream's storage.
+# streams.hub, fanned out in process to its streams); the PlanEvent rows themselves are the stream's storage.
 # No retries inside redis-py (its default backs off for seconds): a publish that fails is skipped at once and
 # clients catch up from storage, so a Redis outage never slows a request down.
-EVENTSTREAM_REDIS = {**_redis_connection.parse_url(REDIS_URL), "socket_connect_timeout": 2, "socket_keepalive": True,
-                     "retry": Retry(NoBackoff(), 0)}
-EVENTSTREAM_STORAGE_CLASS = "streams.eventstream.PlanEventStorage"
-EVENTSTREAM_CHANNELMANAGER_CLASS = "streams.eventstream.PlanChannelManager"
+STREAMS_REDIS = {**_redis_connection.parse_url(REDIS_URL), "socket_connect_timeout": 2, "socket_keepalive": True,
+                 "retry": Retry(NoBackoff(), 0)}
 LOGIN_URL = "login"
 
 # --- Approvals ------------------------------------------------------------------------------------------
@@ -403,6 +401,7 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [  # type: ignore[assignment]
 # Users nobody placed in an organisation join this one (organisations/services.py).
 DEFAULT_ORGANISATION_SLUG = env("DEFAULT_ORGANISATION_SLUG") or "default"
 STREAMS_PER_USER = env_int("STREAMS_PER_USER", 10)  # open event streams per user, across web processes
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)  # bench/api.py only: mounts /api/_bench/ping/
 
 # --- Throttling and login lockout (issue 11) ---------------------------------------------------------------
 # The default cache is Redis, so DRF's throttles count one user's requests across every web process.

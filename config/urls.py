@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -43,3 +44,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),  # Prometheus: loopback or METRICS_TOKEN only
 ]
 urlpatterns += [path("", include("memory.urls"))]  # memory: /api/memory/ (memory/urls.py)
+if settings.BENCH_ENDPOINTS:  # bench/api.py's baseline: a trivial DRF view (common/bench_views.py)
+    from common.bench_views import ping
+
+    urlpatterns += [path("api/_bench/ping/", ping, name="bench-ping")]

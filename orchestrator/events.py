@@ -1,27 +1,33 @@
 """The plan event stream: what a client sees of ``PlanEvent`` rows, and their announcement to live subscribers.
 
 One SSE channel per plan (``plan-<uuid>``). There is one copy of each event: the ``PlanEvent`` row that
-``services.events_record`` writes. ``streams.eventstream.PlanEventStorage`` serves those rows to
-django-eventstream (so a client resumes with ``Last-Event-ID`` from any event it saw, for as long as the plan
-exists, and the stream's ids are the rows' ids, the same ids the REST snapshot reports), and
-``publish_on_commit`` announces new rows through the library's ``send_event`` once their transaction has
-committed (Redis pub/sub to every web process).
+``services.events_record`` writes. ``streams.live`` serves those rows (so a client resumes with
+``Last-Event-ID`` from any event it saw, for as long as the plan exists, and the stream's ids are the rows'
+ids, the same ids the REST snapshot reports), and ``publish_on_commit`` announces new rows once their
+transaction has committed: one Redis PUBLISH per transaction, each event's payload serialized once, here
+(``streams.hub`` fans it out in every web process).
 
 The schema is documented in docs/events.md; ``payload`` is the only place that shapes an event for clients.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
+from redis import Redis
+from redis.exceptions import RedisError
 
 from orchestrator.models import PlanEvent
 
@@ -135,20 +141,43 @@ PUBLISH_PAUSE_SECONDS = 5.0
 _paused_until = 0.0
 
 
+PUBSUB_CHANNEL = "streams:plan-events"  # every web process subscribes (streams.hub)
+
+
+def encode(events: list[tuple[str, int, str, str]]) -> bytes:
+    """The Redis message for a transaction's events, ``(plan_id, id, type, payload JSON)`` each: one line per
+    event, ``<plan> <id> <type> <json>``. Types are dotted names and ``json.dumps`` writes no raw newline, so a
+    web process splits lines instead of parsing JSON."""
+    return "\n".join(f"{plan} {event_id} {kind} {data}" for plan, event_id, kind, data in events).encode()
+
+
+def decode(message: bytes) -> list[tuple[str, int, str, str]]:
+    """The events of one message; raises ValueError on a malformed line."""
+    events = []
+    for line in message.decode().split("\n"):
+        plan, event_id, kind, data = line.split(" ", 3)
+        events.append((plan, int(event_id), kind, data))
+    return events
+
+
 def _publish(events: list[PlanEvent]) -> None:
     global _paused_until
-    from django_eventstream import send_event  # type: ignore[import-untyped]
 
     if time.monotonic() < _paused_until:
         return
-    for event in events:
-        try:
-            send_event(channel_for(event.plan_id), event.type, payload(event, actor_name=_actor_name(event)))
-        except Exception:
-            _paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
-            log.warning("orchestrator.events.publish_failed", exc_info=True,
-                        extra={"plan_id": str(event.plan_id), "event_id": event.id, "type": event.type})
-            return  # the rest would fail the same way; they are stored
+    message = encode([(str(e.plan_id), e.id, e.type,
+                       json.dumps(payload(e, actor_name=_actor_name(e)), cls=DjangoJSONEncoder)) for e in events])
+    try:
+        _redis().publish(PUBSUB_CHANNEL, message)
+    except (RedisError, OSError):
+        _paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
+        log.warning("orchestrator.events.publish_failed", exc_info=True,
+                    extra={"plan_id": str(events[0].plan_id), "event_id": events[0].id, "events": len(events)})
+
+
+@cache
+def _redis() -> Redis:
+    return Redis(**settings.STREAMS_REDIS)
 
 
 def _actor_name(event: PlanEvent) -> str | None:

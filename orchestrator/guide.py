@@ -109,7 +109,7 @@ async def _wait(plan_id: uuid.UUID, timeout: float) -> JsonResponse:
 
 @csrf_exempt  # as DRF's own views: DRF enforces CSRF itself, for session-authenticated requests only
 async def orchestrate(request: HttpRequest) -> HttpResponseBase:
-    from streams.views import open_stream, workflow_stream_response
+    from streams.views import open_stream
 
     response = await sync_to_async(orchestrate_start)(request)
     started = getattr(response, "orchestrate", None)
@@ -119,7 +119,7 @@ async def orchestrate(request: HttpRequest) -> HttpResponseBase:
         return await _wait(started["plan_id"], started["timeout"])
     if started["mode"] == "streaming":
         request.META["HTTP_LAST_EVENT_ID"] = "0"  # from the plan's first event
-        return workflow_stream_response(await sync_to_async(open_stream)(request, started["plan_id"]))
+        return await sync_to_async(open_stream)(request, started["plan_id"], guide=True)
     return response
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -9,7 +10,23 @@ from orchestrator.models import Plan, Step
 from orchestrator.planning import StepModel
 
 
-class StepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+@cache
+def _fields_once(cls: type[serializers.Serializer]) -> tuple[serializers.Field, ...]:  # type: ignore[type-arg]
+    return tuple(serializers.Serializer._readable_fields.fget(cls()))  # type: ignore[attr-defined]
+
+
+class FieldsOnce:
+    """For read-only serializers: DRF builds a ModelSerializer's fields again for every instance it renders
+    (model introspection, a third of a plan detail answer's time). These serializers' fields hold no per-request
+    state (no request-dependent field), so they are built once per class and reused; the output is DRF's own
+    (tests/api/test_plan_queries.py compares it with freshly built fields)."""
+
+    @property
+    def _readable_fields(self) -> tuple[serializers.Field, ...]:  # type: ignore[type-arg]
+        return _fields_once(type(self))  # type: ignore[arg-type]
+
+
+class StepSerializer(FieldsOnce, serializers.ModelSerializer):  # type: ignore[type-arg,misc]
     class Meta:
         model = Step
         fields = ["id", "key", "agent", "status", "depends_on", "input", "output", "attempt", "replan", "error_code",
@@ -17,7 +34,7 @@ class StepSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
                   "started_at", "finished_at"]
 
 
-class PlanSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class PlanSerializer(FieldsOnce, serializers.ModelSerializer):  # type: ignore[type-arg,misc]
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     # issue 15: where a person watches the plan, and where a client streams its events
     page_url = serializers.SerializerMethodField()

@@ -1,21 +1,26 @@
 """How many streams a user may hold open at once, across every web process (a Redis sorted set per user).
 
-A slot is a member scored by when it was last seen alive; a stream refreshes its slot as it sends (at least
-every keep-alive, 20 s) and frees it when it ends. A web process that dies leaves slots that expire after
-SLOT_TTL seconds without a refresh, so a crash cannot lock a user out for longer than that.
+A slot is a member scored by when it was last seen alive; each web process refreshes the slots of its open
+streams every REFRESH_EVERY seconds (one pipelined round trip) and frees a stream's slot when it ends. A web
+process that dies leaves slots that expire after SLOT_TTL seconds without a refresh,
+so a crash cannot lock a user out for longer than that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from functools import cache
 
 from django.conf import settings
-from django.http import HttpResponseBase, StreamingHttpResponse
+from django.http import HttpResponseBase
 from redis import Redis
 from redis.exceptions import RedisError
+
+# redis-py 8 can raise ValueError ("I/O operation on closed file") from a handshake that timed out: treated as
+# Redis being unreachable, like its own errors.
+_UNREACHABLE = (RedisError, OSError, ValueError)
 
 SLOT_TTL = 90.0
 REFRESH_EVERY = 15.0
@@ -47,45 +52,58 @@ def slot_acquire(user_id: object) -> str | None:
         if count > limit:
             _redis().zrem(key, slot)
             return None
-    except RedisError:
+    except _UNREACHABLE:
         return slot
     return slot
 
 
-def _refresh(user_id: object, slot: str) -> None:
+def _refresh_all(held: list[tuple[str, object]]) -> None:
+    """Refresh the given slots in one round trip (a thread's work: never on the event loop)."""
+    now = time.time()
     try:
-        _redis().zadd(_key(user_id), {slot: time.time()}, xx=True)
-    except RedisError:
+        pipe = _redis().pipeline(transaction=False)
+        for slot, user_id in held:
+            pipe.zadd(_key(user_id), {slot: now}, xx=True)
+        pipe.execute()
+    except _UNREACHABLE:
         pass
 
 
-def _release(user_id: object, slot: str) -> None:
+def release(user_id: object, slot: str) -> None:
     try:
         _redis().zrem(_key(user_id), slot)
-    except RedisError:
+    except _UNREACHABLE:
         pass
 
 
-def holding_slot(response: HttpResponseBase, user_id: object, slot: str) -> HttpResponseBase:
-    """The response, its stream refreshing the slot while it sends and freeing it when it ends."""
-    if not (isinstance(response, StreamingHttpResponse) and response.is_async):
-        _release(user_id, slot)
-        return response
-    chunks = response.streaming_content
+# This process's open streams (slot -> user id), refreshed together by one task per event loop: one Redis round
+# trip every REFRESH_EVERY seconds in a thread, instead of a blocking call per stream on the loop (with a
+# thousand streams those stalled the loop for whole seconds).
+_held: dict[str, object] = {}
+_keepers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
-    async def held() -> AsyncIterator[bytes]:
-        last = time.monotonic()
-        try:
-            async for chunk in chunks:  # type: ignore[union-attr]
-                if time.monotonic() - last > REFRESH_EVERY:
-                    _refresh(user_id, slot)
-                    last = time.monotonic()
-                yield chunk  # type: ignore[misc]
-        finally:
-            _release(user_id, slot)
 
-    response.streaming_content = held()
-    # Django closes the response when the client goes away (ASGI disconnect) even though the generator above
-    # may only be finalised later: free the slot then.
-    response._resource_closers.append(lambda: _release(user_id, slot))  # type: ignore[attr-defined]
-    return response
+async def _keep_refreshing() -> None:
+    while True:
+        await asyncio.sleep(REFRESH_EVERY)
+        if _held:
+            await asyncio.to_thread(_refresh_all, list(_held.items()))
+
+
+def hold(user_id: object, slot: str) -> None:
+    """Keep ``slot`` alive while its stream is open (call on the stream's event loop)."""
+    _held[slot] = user_id
+    loop = asyncio.get_running_loop()
+    keeper = _keepers.get(loop)
+    if keeper is None or keeper.done():
+        _keepers[loop] = loop.create_task(_keep_refreshing(), name="streams.slots")
+
+
+def unhold(slot: str) -> None:
+    _held.pop(slot, None)
+
+
+def release_on_close(response: HttpResponseBase, user_id: object, slot: str) -> None:
+    """Free the slot when Django closes the response: in a thread, off the event loop, and whatever ended the
+    stream (the client's disconnect included)."""
+    response._resource_closers.append(lambda: release(user_id, slot))  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
-"""Live progress over HTTP: the SSE stream of a plan (django-eventstream), the snapshot a client loads
-before it, and the live plan page. Thin: authorization is ``selectors.plan_get``, events are
-``orchestrator.events``, streaming is the library's ``events`` view."""
+"""Live progress over HTTP: the SSE stream of a plan, the snapshot a client loads before it, and the live plan
+page. Thin: authorization is ``selectors.plan_get``, events are ``orchestrator.events``, streaming is
+``streams.live`` (fed by the process's ``streams.hub``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from django.http import (
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from django_eventstream.views import events as eventstream_events  # type: ignore[import-untyped]
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import TokenAuthentication
@@ -33,7 +32,7 @@ from rest_framework.response import Response
 from common.errors import DomainError, NotFound
 from orchestrator import events, selectors
 from orchestrator.serializers import PlanDetailSerializer
-from streams import guide, limits
+from streams import limits, live
 from streams.pages import page_context
 
 log = logging.getLogger("streams")
@@ -55,19 +54,18 @@ def _stream_user(request: HttpRequest) -> None:
             request.user = found[0]
 
 
-def _normalise_last_event_id(request: HttpRequest, plan_id: uuid.UUID) -> str | None:
-    """Rewrite the resume point into the library's form; return an error message if it is not an id."""
+def _resume_point(request: HttpRequest, plan_id: uuid.UUID) -> tuple[int | None, str | None]:
+    """The event id to resume after (None: from now on), or an error message if what was given is not one."""
     channel = events.channel_for(plan_id)
     header = request.META.get("HTTP_LAST_EVENT_ID")
     params = [v for v in request.GET.getlist("lastEventId") if v]
     given = header or (params[-1] if params else None)
     if not given:
-        return None
+        return None, None
     match = _LAST_EVENT_ID.match(given)
     if not match or (":" in given and not given.startswith(channel + ":")):
-        return f"Last-Event-ID must be an event id of this plan, not {given[:80]!r}"
-    request.META["HTTP_LAST_EVENT_ID"] = f"{channel}:{match.group(1)}"
-    return None
+        return None, f"Last-Event-ID must be an event id of this plan, not {given[:80]!r}"
+    return int(match.group(1)), None
 
 
 @require_GET
@@ -75,8 +73,9 @@ def plan_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
     return open_stream(request, plan_id)
 
 
-def open_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
-    """GET /api/plans/{id}/events/ (and the guide's /workflow/{id}/stream): the plan's events over SSE.
+def open_stream(request: HttpRequest, plan_id: uuid.UUID, *, guide: bool = False) -> HttpResponseBase:
+    """GET /api/plans/{id}/events/ (and, with ``guide``, /workflow/{id}/stream under the guide's event names):
+    the plan's events over SSE.
 
     Resumes after ``Last-Event-ID`` (or ``?lastEventId=``) with exactly the stored events after it; with
     neither, starts at the plan's newest event. 401 without credentials, 404 for a plan the user may not
@@ -95,7 +94,7 @@ def open_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
             plan = selectors.plan_get(user=cast(User, request.user), plan_id=plan_id)
         except NotFound as exc:
             return _error(exc.code, exc.message, exc.http_status)
-        problem = _normalise_last_event_id(request, plan.id)
+        after, problem = _resume_point(request, plan.id)
         if problem:
             return _error("stream.bad_last_event_id", problem, 400)
     finally:
@@ -106,17 +105,17 @@ def open_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
         response["Retry-After"] = "5"
         return response
     log.info("streams.stream.opened", extra={"plan_id": str(plan.id), "user_id": request.user.pk})
-    return limits.holding_slot(eventstream_events(request, plan_id=str(plan.id)), request.user.pk, slot)
+    user = cast(User, request.user)
+    streaming = live.LiveResponse(lambda direct: live.stream(user=user, plan_id=plan.id, after=after, guide=guide,
+                                                             slot=slot, direct=direct))
+    limits.release_on_close(streaming, request.user.pk, slot)
+    return streaming
 
 
 @require_GET
 def workflow_stream(request: HttpRequest, plan_id: uuid.UUID) -> HttpResponseBase:
     """GET /workflow/{id}/stream: the same stream under the guide's event names (streams/guide.py)."""
-    return workflow_stream_response(open_stream(request, plan_id))
-
-
-def workflow_stream_response(response: HttpResponseBase) -> HttpResponseBase:
-    return guide.with_guide_names(response)
+    return open_stream(request, plan_id, guide=True)
 
 
 @extend_schema(responses=inline_serializer("PlanSnapshot", {

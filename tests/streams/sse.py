@@ -84,6 +84,23 @@ class SseClient:
             if event.type == until:
                 return found
 
+    def plan_events_with_ids(self, wanted: set[int], *, timeout: float = 30) -> list[SseEvent]:
+        """Plan events until every id in ``wanted`` has arrived; raises AssertionError on timeout."""
+        found: list[SseEvent] = []
+        missing = set(wanted)
+        deadline = time.monotonic() + timeout
+        while missing:
+            try:
+                event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"ids {sorted(missing)} never arrived within {timeout}s") from None
+            if event is None:
+                raise AssertionError(f"the stream ended before ids {sorted(missing)}")
+            if event.type not in ("stream-open", "keep-alive", "message"):
+                found.append(event)
+                missing.discard(event.json["id"])
+        return found
+
     def close(self) -> None:
         self._closed.set()
         self._response.close()

@@ -1,0 +1,80 @@
+"""API throughput: requests per second of ``GET /api/plans/{id}/`` (a plan of 5 steps) and ``POST /api/plans/``
+(a plan of one step, dispatched to Redis: the lead's send path, measured as it is) on uvicorn with 2 worker
+processes in deployment settings (a DATABASE_URL given, DEBUG off, a real secret key and allowed hosts, the
+whole middleware stack: throttling counted in Redis, the audit trail, Idempotency-Key support), side by side with
+a trivial DRF endpoint in the same processes (``/api/_bench/ping/``: the same authentication, permission,
+throttle and middleware, no work), so the ratio says what the plan endpoints themselves cost. The load
+generator (``bench.http_load``: raw asyncio, keep-alive, CONNECTIONS at once) runs on the same 2 cores. Each
+endpoint is measured for SECONDS, in the order ping, GET, POST, ping (the two pings bracket the drift of a
+shared machine). Targets: GET >= 500 rps, POST >= 150 rps.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from bench.harness import ROOT, Harness, Result
+from bench.web import web_server
+
+SECONDS = 10.0
+CONNECTIONS = 16
+WORKERS = 2
+
+
+def _deployment_env() -> dict[str, str]:
+    from cryptography.fernet import Fernet
+    from django.conf import settings
+
+    return {"DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL, "ORCH_EMBEDDED": "",
+            "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-" + Fernet.generate_key().decode(),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback
+            "MEMORY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "MEMORY_BLIND_INDEX_KEY": "a-long-random-blind-index-key-for-the-bench",
+            "BENCH_ENDPOINTS": "1", "API_THROTTLE_USER": "100000000/min"}  # the throttle still counts
+
+
+def _load(url: str, method: str, path: str, token: str, expected: int, body: str = "") -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.http_load", url, method, path, token, str(CONNECTIONS),
+                          str(SECONDS), str(expected), body], cwd=ROOT, capture_output=True, text=True,
+                         timeout=SECONDS + 120, check=True).stdout
+    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    found["rps"] = found["ok"] / found["seconds"]
+    return found
+
+
+def run(h: Harness) -> list[Result]:
+    from rest_framework.authtoken.models import Token
+
+    from orchestrator.services import plan_create
+
+    h.use_agents("api", "agents:\n  held_bench:\n    kind: python\n    callable: agents.builtin.noop\n"
+                        "    queue: held\n")
+    token = Token.objects.get_or_create(user=h.user)[0].key
+    plan = plan_create(owner=h.user, request="bench api", steps=[
+        {"key": f"s{i}", "agent": "held_bench"} for i in range(5)])
+    body = json.dumps({"request": "bench api", "steps": [{"key": "a", "agent": "held_bench"}]})
+    with web_server("api", workers=WORKERS, env=_deployment_env()) as web:
+        _load(web.url, "GET", "/api/_bench/ping/", token, 200)  # warm up both workers
+        ping = _load(web.url, "GET", "/api/_bench/ping/", token, 200)
+        detail = _load(web.url, "GET", f"/api/plans/{plan.id}/", token, 200)
+        create = _load(web.url, "POST", "/api/plans/", token, 201, body)
+        ping_after = _load(web.url, "GET", "/api/_bench/ping/", token, 200)
+    baseline = (ping["rps"] + ping_after["rps"]) / 2
+
+    def note(found: dict[str, Any]) -> str:
+        other = f", other answers {found['other']}" if found["other"] else ""
+        errors = f", errors {found['errors']}" if found["errors"] else ""
+        return (f"{found['rps'] / baseline:.2f}x the trivial endpoint; latency p50 {found['p50']:.1f} ms, "
+                f"p99 {found['p99']:.1f} ms{other}{errors}")
+
+    setting = f"uvicorn --workers {WORKERS}, {CONNECTIONS} keep-alive connections, {SECONDS:.0f} s each"
+    return [
+        Result.info("api: trivial DRF endpoint (baseline)", baseline, "rps",
+                    f"{setting}; {ping['rps']:.0f} before, {ping_after['rps']:.0f} after; latency p50 "
+                    f"{ping['p50']:.1f} ms"),
+        Result.at_least("api: GET /api/plans/{id}/ (5 steps)", detail["rps"], "rps", 500, note(detail)),
+        Result.at_least("api: POST /api/plans/ (1 step)", create["rps"], "rps", 150, note(create)),
+    ]

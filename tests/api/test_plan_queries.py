@@ -1,0 +1,77 @@
+"""Queries per request on the plan endpoints that bench/api.py measures, pinned: a change that adds a query per
+request, or one per step, shows here before it shows in requests per second."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator import services
+from tests.conftest import api_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _plan(user: Any, steps: int) -> Any:
+    return services.plan_create(owner=user, request="queries", steps=[
+        {"key": f"s{i}", "agent": "held"} for i in range(steps)])
+
+
+@pytest.mark.parametrize("steps", [1, 20])
+def test_plan_detail_takes_four_queries_whatever_its_size(user: Any, steps: int,
+                                                          django_assert_num_queries: Any) -> None:
+    client = api_client(user)
+    plan = _plan(user, steps)
+
+    # the token with its user, the user's organisation (throttle and visibility), the plan with its owner, its steps
+    with django_assert_num_queries(4):
+        answer = client.get(f"/api/plans/{plan.id}/")
+
+    assert answer.status_code == 200 and len(answer.json()["steps"]) == steps
+
+
+@pytest.mark.parametrize("steps", [1, 20])
+def test_plan_create_takes_a_fixed_number_of_queries(user: Any, steps: int, django_assert_num_queries: Any) -> None:
+    client = api_client(user)
+    body = {"request": "q", "steps": [{"key": f"s{i}", "agent": "held"} for i in range(steps)]}
+    client.post("/api/plans/", body, format="json")  # a user's first request joins the default organisation
+
+    # the token; the user's organisation; running experiments; in one transaction (BEGIN .. COMMIT): the
+    # plan, its events, its steps, the plan started, its roots, approval policies, the roots read for the
+    # gate, queued; then the plan read back with its steps for the answer, and the audit entry.
+    # (services.plan_create owns the middle part.)
+    with django_assert_num_queries(17):
+        answer = client.post("/api/plans/", body, format="json")
+
+    assert answer.status_code == 201 and len(answer.json()["steps"]) == steps
+
+
+def test_plan_answers_are_what_freshly_built_drf_fields_give(user: Any) -> None:
+    """The serializers build their fields once per class (serializers.FieldsOnce): same output as DRF's own."""
+    from rest_framework import serializers
+
+    from orchestrator.selectors import plan_get
+    from orchestrator.serializers import PlanDetailSerializer, PlanSerializer, StepSerializer
+
+    class FreshSteps(serializers.ModelSerializer):  # type: ignore[type-arg]
+        class Meta(StepSerializer.Meta):
+            pass
+
+    class FreshDetail(serializers.ModelSerializer):  # type: ignore[type-arg]
+        owner = serializers.CharField(source="owner.get_username", read_only=True)
+        page_url = serializers.SerializerMethodField()
+        events_url = serializers.SerializerMethodField()
+        steps = FreshSteps(many=True, read_only=True)
+        get_page_url = PlanSerializer.get_page_url
+        get_events_url = PlanSerializer.get_events_url
+
+        class Meta(PlanDetailSerializer.Meta):
+            pass
+
+    plan = plan_get(user=user, plan_id=_plan(user, 3).id)
+    services.plan_cancel(plan_id=plan.id, actor=user)  # finished_at, error fields, cancelled steps
+    plan = plan_get(user=user, plan_id=plan.id)
+
+    assert PlanDetailSerializer(plan).data == FreshDetail(plan).data
+    assert PlanDetailSerializer(plan).data == PlanDetailSerializer(plan).data  # the cached fields are reusable
