@@ -1,5 +1,5 @@
 """API throughput: requests per second of ``GET /api/plans/{id}/`` (a plan of 5 steps) and ``POST /api/plans/``
-(a plan of one step, dispatched to Redis: the lead's send path, measured as it is) on uvicorn with 2 worker
+(a plan of one step, dispatched to Redis: the send path of services/dispatch.py) on uvicorn with 2 worker
 processes in deployment settings (a DATABASE_URL given, DEBUG off, a real secret key and allowed hosts, the
 whole middleware stack: throttling counted in Redis, the audit trail, Idempotency-Key support), side by side with
 a trivial DRF endpoint in the same processes (``/api/_bench/ping/``: the same authentication, permission,
