@@ -190,20 +190,26 @@ def _settle_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def idle_worker(celery_worker: str) -> Iterator[str]:
-    """The worker, and after the test a wait until it is idle: the database is emptied between tests, and
-    a TRUNCATE racing a step that is still being recorded would deadlock."""
+def wait_idle(worker: str, timeout: float = 30) -> None:
+    """Wait until the worker has no task running or reserved (it may still be remembering a step, or
+    archiving a plan, after the plan ended)."""
     from config.celery import app
 
-    yield celery_worker
-    deadline = time.monotonic() + 30
-    inspect = app.control.inspect(destination=[celery_worker], timeout=0.5)
+    deadline = time.monotonic() + timeout
+    inspect = app.control.inspect(destination=[worker], timeout=0.5)
     while time.monotonic() < deadline:
         active, reserved = inspect.active() or {}, inspect.reserved() or {}
         if not any(active.values()) and not any(reserved.values()):
             return
         time.sleep(0.1)
+
+
+@pytest.fixture
+def idle_worker(celery_worker: str) -> Iterator[str]:
+    """The worker, and after the test a wait until it is idle: the database is emptied between tests, and
+    a TRUNCATE racing a step that is still being recorded would deadlock."""
+    yield celery_worker
+    wait_idle(celery_worker)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from orchestrator import follow, planning, services
 from orchestrator.dynamic import ExpressionError, expression_check, expression_eval
 from orchestrator.models import PlanEvent, Step
 from orchestrator.states import PlanStatus, StepStatus
-from tests.conftest import start_worker, stop_worker, wait_for_plan
+from tests.conftest import start_worker, stop_worker, wait_for_plan, wait_idle
 
 SLOW_RESEARCH = """
 agents:
@@ -26,7 +26,8 @@ agents:
 
 
 @pytest.fixture(scope="module")
-def slow_research(celery_worker: str, test_agents: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def slow_research(celery_worker: str, test_agents: str,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The research agents answering offline after 0.4 s, on a queue of their own that a worker of this
     module serves: then "search and reasoning overlap" is something a test can see."""
     from agents import registry
@@ -38,11 +39,19 @@ def slow_research(celery_worker: str, test_agents: str, tmp_path_factory: pytest
     files = os.pathsep.join([test_agents, str(layer)])
     os.environ["AGENTS_FILE"], settings.AGENTS_FILE = files, files
     registry.reload()
-    process, _ = start_worker("research_slow", files)
-    yield files
+    process, name = start_worker("research_slow", files)
+    yield files, name
     stop_worker(process)
     os.environ["AGENTS_FILE"], settings.AGENTS_FILE = test_agents, test_agents
     registry.reload()
+
+
+@pytest.fixture
+def slow_research_idle(slow_research: tuple[str, str]) -> Iterator[str]:
+    """The module's research worker, and after the test a wait until it is idle: memory archives a plan after
+    it ends, and the TRUNCATE between tests must not race that (see conftest.idle_worker)."""
+    yield slow_research[0]
+    wait_idle(slow_research[1])
 
 
 def _steps(plan: Any) -> dict[str, Step]:
@@ -55,7 +64,7 @@ def _grown(plan: Any) -> list[dict[str, Any]]:
 
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-def test_a_complex_query_spawns_search_and_reasoning_in_parallel_then_synthesis(slow_research: str,
+def test_a_complex_query_spawns_search_and_reasoning_in_parallel_then_synthesis(slow_research_idle: str,
                                                                                 user: Any) -> None:
     plan = services.plan_create(owner=user, request="Compare Rust and Go for command-line tools",
                                 template="research")
@@ -81,7 +90,7 @@ def test_a_complex_query_spawns_search_and_reasoning_in_parallel_then_synthesis(
 
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-def test_a_simple_query_gets_a_direct_answer(slow_research: str, user: Any) -> None:
+def test_a_simple_query_gets_a_direct_answer(slow_research_idle: str, user: Any) -> None:
     plan = wait_for_plan(services.plan_create(owner=user, request="What is a battery?", template="research").id,
                          timeout=60)
 
