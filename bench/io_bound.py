@@ -8,43 +8,18 @@ Celery counterpart on the same worker: a chord of 200 tasks that each POST once 
 
 from __future__ import annotations
 
-import json
 import statistics
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from bench.harness import Harness, Result, Worker
+from bench.slow_http import slow_endpoint
 
 WIDTH = 200
 LATENCY = 1.0
 CONCURRENCY = 200
 DB_POOL = 20  # connections of the worker; with the bench's own 10, well under Postgres' 100
 REPEATS = 3
-
-
-class SlowHandler(BaseHTTPRequestHandler):
-    """Answers any POST with ``{"ok": true}`` after LATENCY seconds."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        time.sleep(LATENCY)
-        body = json.dumps({"ok": True}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # the default backlog of 5 would drop SYNs from 200 simultaneous calls
 
 
 @dataclass
@@ -78,23 +53,20 @@ def raw_once(url: str) -> float:
 
 
 def run(h: Harness) -> list[Result]:
-    from celery import current_app
     from django.conf import settings
 
-    current_app.conf.result_backend = settings.REDIS_URL  # the raw chord needs one (the project has none)
-    current_app._local.__dict__.pop("backend", None)
-    server = Server(("127.0.0.1", 0), SlowHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    from bench.tasks import use_result_backend
+
+    use_result_backend()  # the raw chord needs one (the project has none)
+    with slow_endpoint(LATENCY) as url:
         h.use_agents("io_bound", f"""
 agents:
   bench_slow_http:
     kind: http
-    url: http://127.0.0.1:{server.server_address[1]}/agent
+    url: {url}
     timeout: 30
     allow_private: true  # the SSRF guard refuses loopback otherwise
 """)
-        url = f"http://127.0.0.1:{server.server_address[1]}/agent"
         with h.worker("io-bound", concurrency=CONCURRENCY, env={"DB_POOL_MAX_SIZE": str(DB_POOL),
                                                                 "CELERY_RESULT_BACKEND": settings.REDIS_URL}) as worker:
             once(h, worker), raw_once(url)  # warm-up
@@ -102,9 +74,6 @@ agents:
             for _ in range(REPEATS):
                 runs.append(once(h, worker))
                 raws.append(raw_once(url))
-    finally:
-        server.shutdown()
-        server.server_close()
     median = statistics.median(run.makespan for run in runs)
     return [
         Result.at_most("I/O-bound: 200 x 1 s HTTP calls, makespan", median, "s", 1.4,

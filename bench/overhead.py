@@ -67,12 +67,11 @@ def _join(values: list[float]) -> str:
 
 
 def run(h: Harness) -> list[Result]:
-    # The raw chord needs a result backend (the project runs without one; its own tasks ignore results).
-    from celery import current_app
     from django.conf import settings
 
-    current_app.conf.result_backend = settings.REDIS_URL
-    current_app._local.__dict__.pop("backend", None)  # forget the disabled backend this thread made
+    from bench.tasks import use_result_backend
+
+    use_result_backend()  # the raw chord needs one (the project runs without one)
     results: list[Result] = []
     per_step: dict[int, float] = {}
     with h.worker("overhead", concurrency=CONCURRENCY, env={

@@ -11,40 +11,16 @@ plan.started_at; steps/s = 1,000 / makespan; one run per size after a small warm
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from bench.harness import Harness, Result
+from bench.slow_http import slow_endpoint
 
 STEPS = 1000
 LATENCY = 0.5
 CONCURRENCY = 25
 DB_POOL = 8
 SIZES = (1, 2, 4)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        time.sleep(LATENCY)
-        body = json.dumps({"ok": True}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
 
 
 def _plans(h: Harness, count: int, width: int) -> float:
@@ -62,16 +38,14 @@ def run(h: Harness) -> list[Result]:
 
     settings.ORCH_MAX_STEPS = max(settings.ORCH_MAX_STEPS, STEPS)  # this process validates the plan
     os.environ["ORCH_MAX_STEPS"] = str(settings.ORCH_MAX_STEPS)
-    server = _Server(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     makespans: dict[int, float] = {}
     spread: dict[int, float] = {}  # the same 1,000 steps as 10 plans of 100
-    try:
+    with slow_endpoint(LATENCY) as url:
         h.use_agents("scaling", f"""
 agents:
   bench_scaling_http:
     kind: http
-    url: http://127.0.0.1:{server.server_address[1]}/agent
+    url: {url}
     timeout: 60
     allow_private: true
 """)
@@ -85,9 +59,6 @@ agents:
             finally:
                 for worker in workers:
                     h.stop_worker(worker)
-    finally:
-        server.shutdown()
-        server.server_close()
     one = makespans[1]
     results = []
     for size in SIZES:

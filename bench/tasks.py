@@ -14,6 +14,15 @@ import httpx
 from config.celery import app
 
 
+def use_result_backend() -> None:
+    """Give this process's Celery app a result backend (Redis), for the raw chords: the project runs without
+    one (its tasks ignore results), and the app caches the disabled one per thread."""
+    from django.conf import settings
+
+    app.conf.result_backend = settings.REDIS_URL
+    app._local.__dict__.pop("backend", None)
+
+
 @app.task(name="bench.noop", queue="agents", ignore_result=False)
 def noop() -> None:
     """The raw counterpart of a ``noop`` step."""

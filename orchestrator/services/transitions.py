@@ -57,10 +57,16 @@ _FREED = f""", freed AS (
             WHERE d.plan_id = c.plan_id AND d.key = c.dep
             RETURNING d.id, d.plan_id, d.key, d.waiting_on, d.status
         )"""
-_NOTHING_FREED = """, freed AS (
-            SELECT NULL::uuid AS id, NULL::uuid AS plan_id, NULL::varchar AS key, 0 AS waiting_on,
-                   NULL::varchar AS status WHERE false
-        )"""
+# What a success reports of its dependents (Moved.freed, .blocked, .recount); any other move frees nothing.
+_FREED_COLUMNS = """
+               ARRAY(SELECT f.id FROM freed f WHERE f.plan_id = moved.plan_id AND f.key = ANY(moved.dependents)
+                     AND f.waiting_on = 0 AND f.status = 'pending'),
+               EXISTS(SELECT 1 FROM freed f WHERE f.plan_id = moved.plan_id AND f.key = ANY(moved.dependents)
+                      AND f.waiting_on > 0 AND f.status = 'pending'),
+               cardinality(moved.dependents) <> (SELECT count(*) FROM freed f WHERE f.plan_id = moved.plan_id
+                                                 AND f.key = ANY(moved.dependents)),"""
+_NO_FREED_COLUMNS = """
+               '{}'::uuid[], false, false,"""
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
         ), """
         where += " AND NOT grows AND plan_id IN (SELECT id FROM shared)"
         params = [step_ids[0], *params]
+    succeeded = to == StepStatus.SUCCEEDED
     event_type, extra, now = event or EVENT_FOR_STATUS[to], event_data or {}, timezone.now()
     params += [event_type, Jsonb(extra), actor.pk if actor else None, now]
     sql = f"""
@@ -170,15 +177,9 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
             SELECT plan_id, key, %s, jsonb_build_object('attempt', attempt, 'agent', agent) || %s::jsonb, %s, %s
             FROM moved
             RETURNING id, plan_id, step_key
-        ){_FREED if to == StepStatus.SUCCEEDED else _NOTHING_FREED}
+        ){_FREED if succeeded else ""}
         SELECT moved.id, moved.plan_id, moved.key, moved.agent, moved.attempt, moved.input, moved.depends_on,
-               moved.timeout, moved.deadline,
-               ARRAY(SELECT f.id FROM freed f WHERE f.plan_id = moved.plan_id AND f.key = ANY(moved.dependents)
-                     AND f.waiting_on = 0 AND f.status = 'pending'),
-               EXISTS(SELECT 1 FROM freed f WHERE f.plan_id = moved.plan_id AND f.key = ANY(moved.dependents)
-                      AND f.waiting_on > 0 AND f.status = 'pending'),
-               cardinality(moved.dependents) <> (SELECT count(*) FROM freed f WHERE f.plan_id = moved.plan_id
-                                                 AND f.key = ANY(moved.dependents)),
+               moved.timeout, moved.deadline,{_FREED_COLUMNS if succeeded else _NO_FREED_COLUMNS}
                recorded.id
         FROM moved JOIN recorded ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
     with connection.cursor() as cursor:
@@ -187,7 +188,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     # Django has psycopg hand jsonb back as text (JSONField decodes it); so does this raw cursor.
     moved = [Moved(id=row[0], plan_id=row[1], key=row[2], agent=row[3], attempt=row[4], input=json.loads(row[5]),
                    depends_on=row[6], timeout=row[7], deadline=row[8], freed=tuple(row[9]), blocked=row[10],
-                   recount=row[11] and to == StepStatus.SUCCEEDED)
+                   recount=row[11])
              for row in rows]
     events.publish_on_commit(
         PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,
