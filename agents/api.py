@@ -292,7 +292,7 @@ def agent_run(*, name: str, call: AgentCall, on_retry: RetryHook | None = None) 
                                                   "step_id": call.step_id})
             name = spec.fallback
             continue
-        log.info("agents.call.done", extra={"agent": name, "step_id": call.step_id,
+        log.debug("agents.call.done", extra={"agent": name, "step_id": call.step_id,
                                             "seconds": round(time.monotonic() - started, 3)})
         usage = result.usage if result.usage is None or "routed" in result.usage.marks else priced(result.usage)
         if usage is not None and marks:

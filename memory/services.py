@@ -37,6 +37,7 @@ log = logging.getLogger("memory")
 MAX_TEXT = 20_000
 TABLE = MemoryItem._meta.db_table
 WORKING = WorkingEntry._meta.db_table
+RETENTION = MemoryRetention._meta.db_table
 
 
 def _clean(text: str) -> str:
@@ -50,12 +51,6 @@ def _clean(text: str) -> str:
     return text
 
 
-def _expires(owner: Owner, now: datetime) -> datetime | None:
-    own = MemoryRetention.objects.filter(owner_id=owner.user_id).values_list("ttl_days", flat=True).first()
-    days = settings.MEMORY_TTL_DAYS if own is None else own
-    return now + timedelta(days=days) if days else None
-
-
 def _sealed_columns(text: str, vector: list[float]) -> tuple[bytes, str, list[str], str]:
     return crypto.seal(text), crypto.fingerprint(text), crypto.blind_lexemes(text), vector_literal(vector)
 
@@ -65,50 +60,71 @@ def memory_add(*, owner: Owner, text: str, kind: str = Kind.NOTE, agent: str = "
     """Store a memory for ``owner``. A fact within MEMORY_DEDUP_UPDATE of an existing fact of the same owner
     rewrites it (``update``); within MEMORY_DEDUP_NOOP (or the same words) it changes nothing (``noop``).
     Raises MemoryError_ for bad text, EmbeddingFailed if the provider fails. Must not run in a transaction."""
+    memory_id, action, similarity = _add(owner, text, kind=kind, agent=agent, plan_id=plan_id, step_key=step_key,
+                                         source=source, significance=significance)
+    return Added(to_memory(MemoryItem.objects.get(id=memory_id)), action, similarity)
+
+
+def _add(owner: Owner, text: str, *, kind: str, agent: str, plan_id: uuid.UUID | None, step_key: str, source: str,
+         significance: float) -> tuple[uuid.UUID, str, float | None]:
+    """``memory_add`` without reading the memory back (a step's episode needs only its id): the id, the action
+    and the similarity to the nearest fact."""
     text = _clean(text)
     if kind not in Kind.values:
         raise MemoryError_(f"kind must be one of {sorted(Kind.values)}", code="memory.invalid_kind")
     vector = embedder().embed([text])[0]  # before any transaction: the provider may be remote
     content, fingerprint, lexemes, literal = _sealed_columns(text, vector)
     now = timezone.now()
-    near: tuple[MemoryItem, float] | None = None
+
+    def insert() -> uuid.UUID | None:
+        return _insert(owner, kind=kind, agent=agent, plan_id=plan_id, step_key=step_key, source=source,
+                       significance=significance, content=content, fingerprint=fingerprint, lexemes=lexemes,
+                       literal=literal, now=now)
+
+    if kind != Kind.FACT:  # one statement, atomic on its own
+        item_id = insert()
+        cache.invalidate(owner)
+        if item_id is None:  # an episode of this (plan, step) already exists: archiving twice is a no-op
+            existing = MemoryItem.objects.filter(owner_q(owner), kind=Kind.EPISODE, plan_id=plan_id,
+                                                 step_key=step_key).values_list("id", flat=True).get()
+            return existing, "noop", None
+        return item_id, "add", None
     with transaction.atomic():
-        if kind == Kind.FACT:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"memory:facts:{owner.cache_tag}"])
-            near = nearest_fact(owner, literal)
-            if near is not None:
-                item, similarity = near
-                if similarity >= settings.MEMORY_DEDUP_NOOP or item.fingerprint == fingerprint:
-                    log.info("memory.fact.noop", extra={"memory_id": str(item.id), "similarity": similarity})
-                    return Added(to_memory(item), "noop", similarity)
-                if similarity >= settings.MEMORY_DEDUP_UPDATE:
-                    _rewrite(item, content, fingerprint, lexemes, literal, now, source=source or item.source)
-                    cache.invalidate(owner)
-                    log.info("memory.fact.update", extra={"memory_id": str(item.id), "similarity": similarity})
-                    return Added(to_memory(MemoryItem.objects.get(id=item.id)), "update", similarity)
-        item_id = _insert(owner, kind=kind, agent=agent, plan_id=plan_id, step_key=step_key, source=source,
-                          significance=significance, content=content, fingerprint=fingerprint, lexemes=lexemes,
-                          literal=literal, now=now)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"memory:facts:{owner.cache_tag}"])
+        near = nearest_fact(owner, literal)
+        if near is not None:
+            item, similarity = near
+            if similarity >= settings.MEMORY_DEDUP_NOOP or item.fingerprint == fingerprint:
+                log.info("memory.fact.noop", extra={"memory_id": str(item.id), "similarity": similarity})
+                return item.id, "noop", similarity
+            if similarity >= settings.MEMORY_DEDUP_UPDATE:
+                _rewrite(item, content, fingerprint, lexemes, literal, now, source=source or item.source)
+                cache.invalidate(owner)
+                log.info("memory.fact.update", extra={"memory_id": str(item.id), "similarity": similarity})
+                return item.id, "update", similarity
+        item_id = insert()
     cache.invalidate(owner)
-    if item_id is None:  # an episode of this (plan, step) already exists: archiving twice is a no-op
-        existing = MemoryItem.objects.get(owner_q(owner), kind=Kind.EPISODE, plan_id=plan_id, step_key=step_key)
-        return Added(to_memory(existing), "noop", None)
-    return Added(to_memory(MemoryItem.objects.get(id=item_id)), "add", near[1] if near else None)
+    assert item_id is not None  # only episodes conflict
+    return item_id, "add", near[1] if near else None
 
 
 def _insert(owner: Owner, *, kind: str, agent: str, plan_id: uuid.UUID | None, step_key: str, source: str,
             significance: float, content: bytes, fingerprint: str, lexemes: list[str], literal: str,
             now: datetime) -> uuid.UUID | None:
+    """One INSERT; the expiry follows the person's retention (0: never), read by the same statement."""
     item_id = uuid.uuid4()
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {TABLE} (id, owner_id, kind, agent, plan_id, step_key, source, content, fingerprint, "
             "search, embedding, tier, significance, revisions, last_action, recall_count, created_at, updated_at, "
-            "expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, array_to_tsvector(%s::text[]), %s::vector, "
-            "'hot', %s, 0, 'add', 0, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+            "expires_at) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, array_to_tsvector(%s::text[]), %s::vector, "
+            "'hot', %s, 0, 'add', 0, %s, %s, CASE WHEN ttl.days > 0 THEN %s + make_interval(days => ttl.days) END "
+            f"FROM (SELECT COALESCE((SELECT ttl_days FROM {RETENTION} WHERE owner_id = %s), %s) AS days) AS ttl "
+            "ON CONFLICT DO NOTHING RETURNING id",
             [item_id, owner_fields(owner)["owner_id"], kind, agent[:100], plan_id, step_key[:100], source[:200],
-             content, fingerprint, lexemes, literal, significance, now, now, _expires(owner, now)])
+             content, fingerprint, lexemes, literal, significance, now, now, now, owner.user_id,
+             settings.MEMORY_TTL_DAYS or 0])
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -250,11 +266,10 @@ def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome, ste
     skipped: list[str] = []
     if significance >= settings.MEMORY_EPISODE_MIN_SIGNIFICANCE and text.strip():
         summary = extract.summarise(text, 600)
-        added = memory_add(owner=owner, kind=Kind.EPISODE, agent=outcome.agent, plan_id=plan_id, step_key=outcome.key,
-                           source=f"plan:{plan_id}/step:{outcome.key}", significance=significance,
-                           text=f"Step {outcome.key} ({outcome.agent}) {outcome.status}. "
-                                f"Asked: {_prompt_of(step_input)[:400]}. Answer: {summary}")
-        episode = added.memory.id
+        episode, _, _ = _add(owner, kind=Kind.EPISODE, agent=outcome.agent, plan_id=plan_id, step_key=outcome.key,
+                             source=f"plan:{plan_id}/step:{outcome.key}", significance=significance,
+                             text=f"Step {outcome.key} ({outcome.agent}) {outcome.status}. "
+                                  f"Asked: {_prompt_of(step_input)[:400]}. Answer: {summary}")
     else:
         skipped.append(f"episode: significance {significance} below {settings.MEMORY_EPISODE_MIN_SIGNIFICANCE}")
     facts = [str(f) for f in asked.get("facts") or [] if str(f).strip()]
@@ -279,10 +294,10 @@ def plan_archive(*, owner: Owner, plan_id: uuid.UUID, request: str, status: str,
         lines.append(f"Result: {extract.summarise(_text_of(result), 600)}")
     if scratch:
         lines.append("Working memory: " + json.dumps({k: v.value for k, v in scratch.items()}, default=str)[:2000])
-    added = memory_add(owner=owner, kind=Kind.EPISODE, plan_id=plan_id, step_key="", source=f"plan:{plan_id}",
-                       significance=1.0, text="\n".join(lines))
+    episode, _, _ = _add(owner, "\n".join(lines), kind=Kind.EPISODE, agent="", plan_id=plan_id, step_key="",
+                         source=f"plan:{plan_id}", significance=1.0)
     WorkingEntry.objects.filter(owner_q(owner), plan_id=plan_id).delete()
-    return added.memory.id
+    return episode
 
 
 # --- maintenance ----------------------------------------------------------------------------------------

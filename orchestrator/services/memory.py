@@ -79,7 +79,9 @@ def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str,
         # would learn back what was recalled, and move a fact's source to the step that merely found it.
         worth = not (status == StepStatus.SUCCEEDED and output is None)
         if worth and agent_get(claimed.agent).kind != "memory":
-            owner_id = Plan.objects.filter(id=claimed.plan_id).values_list("owner_id", flat=True).get()
+            owner_id = owner_of_plan(claimed.plan_id)
+            if owner_id is None:
+                raise Plan.DoesNotExist
             memory.step_remember(owner=memory.Owner(user_id=owner_id), plan_id=claimed.plan_id,
                                  step_input=claimed.input,
                                  outcome=memory.StepOutcome(claimed.key, claimed.agent, str(status), output, error))
@@ -92,9 +94,20 @@ def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str,
         connection.close()
 
 
+_owners: dict[uuid.UUID, int] = {}  # plan -> owner, remembered by this process: a plan's owner never changes
+
+
 def owner_of_plan(plan_id: uuid.UUID) -> int | None:
-    """The plan's owner (a user id), for memory's ``memory`` agent kind; None for an unknown plan."""
-    return Plan.objects.filter(id=plan_id).values_list("owner_id", flat=True).first()
+    """The plan's owner (a user id), for memory at a step's end, the response cache and memory's ``memory``
+    agent kind; None for an unknown plan. A step's path asks for it once per plan, not once per step."""
+    owner = _owners.get(plan_id)
+    if owner is None:
+        owner = Plan.objects.filter(id=plan_id).values_list("owner_id", flat=True).first()
+        if owner is not None:
+            if len(_owners) >= 10_000:
+                _owners.clear()
+            _owners[plan_id] = owner
+    return owner
 
 
 def plan_finished(*, plan_id: Any) -> None:

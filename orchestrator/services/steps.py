@@ -26,7 +26,7 @@ from tenacity.stop import stop_base
 from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_run
 from common.edge import storable
 from orchestrator import experimenting, selectors
-from orchestrator.models import Plan, Step
+from orchestrator.models import Step
 from orchestrator.services import growth, leases, memory, readiness
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.scheduling import advance, owner_release, plan_advance, plan_followup
@@ -348,8 +348,7 @@ def _run_once(*, step_id: uuid.UUID, attempt: int, worker: str) -> tuple[uuid.UU
         # An llm call's max_tokens follows what the plan's token budget has left (experiments).
         tokens_left = experimenting.tokens_left(claimed.plan_id) if spec.kind == "llm" else None
         # A cached answer is kept per owner (it may draw on the owner's memory).
-        owner = str(Plan.objects.filter(id=claimed.plan_id).values_list("owner_id", flat=True).first() or "") \
-            if spec.options.get("cache") else ""
+        owner = str(memory.owner_of_plan(claimed.plan_id) or "") if spec.options.get("cache") else ""
     finally:
         connection.close()  # no connection is held while the agent waits on the network
     with leases.heartbeat.hold("step", claimed.id, attempt, seconds=claimed.deadline) as lease:
