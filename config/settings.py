@@ -87,6 +87,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
+# Threads per web process that serve sync views (streams/asgi.py); each borrows a pooled connection only while
+# it builds a response, so keep it at most DB_POOL_MAX_SIZE.
+WEB_THREADS = env_int("WEB_THREADS", 8)
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -142,7 +145,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 # --- REST API -------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "organisations.api.TenancyTokenAuthentication",  # DRF's, reading the user's organisation with the token
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

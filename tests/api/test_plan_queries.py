@@ -19,13 +19,14 @@ def _plan(user: Any, steps: int) -> Any:
 
 
 @pytest.mark.parametrize("steps", [1, 20])
-def test_plan_detail_takes_four_queries_whatever_its_size(user: Any, steps: int,
+def test_plan_detail_takes_three_queries_whatever_its_size(user: Any, steps: int,
                                                           django_assert_num_queries: Any) -> None:
     client = api_client(user)
     plan = _plan(user, steps)
 
-    # the token with its user, the user's organisation (throttle and visibility), the plan with its owner, its steps
-    with django_assert_num_queries(4):
+    # the token with its user and the user's organisation (throttle and visibility), the plan with its owner,
+    # its steps
+    with django_assert_num_queries(3):
         answer = client.get(f"/api/plans/{plan.id}/")
 
     assert answer.status_code == 200 and len(answer.json()["steps"]) == steps
@@ -37,11 +38,11 @@ def test_plan_create_takes_a_fixed_number_of_queries(user: Any, steps: int, djan
     body = {"request": "q", "steps": [{"key": f"s{i}", "agent": "held"} for i in range(steps)]}
     client.post("/api/plans/", body, format="json")  # a user's first request joins the default organisation
 
-    # the token; the user's organisation; running experiments; in one transaction (BEGIN .. COMMIT): the
+    # the token with the user's organisation; running experiments; in one transaction (BEGIN .. COMMIT): the
     # plan, its events, its steps, the plan started, its roots, approval policies, the roots read for the
     # gate, queued; then the plan read back with its steps for the answer, and the audit entry.
     # (services.plan_create owns the middle part.)
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(16):
         answer = client.post("/api/plans/", body, format="json")
 
     assert answer.status_code == 201 and len(answer.json()["steps"]) == steps
