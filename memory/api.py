@@ -18,6 +18,7 @@ from memory.services import (
     reencrypt,
     retention_set,
     step_remember,
+    working_remember,
     working_set,
     working_update,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "reencrypt",
     "retention_set",
     "step_remember",
+    "working_remember",
     "tokens",
     "working_read",
     "working_set",

@@ -246,17 +246,16 @@ def _prompt_of(step_input: dict[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(step_input, sort_keys=True, default=str)
 
 
-def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome, step_input: dict[str, Any]) -> Remembered:
+def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome, step_input: dict[str, Any],
+                  working: bool = True) -> Remembered:
     """What a finished step leaves in memory: its ``memory`` output field (``working``: {name: value} into the
-    plan's scratchpad, ``facts``: [text] into semantic memory, ``significance``), an episode if significant
-    enough, and the facts extracted from its text. Must not run in a transaction."""
+    plan's scratchpad, unless ``working`` is False because ``working_remember`` wrote it already; ``facts``:
+    [text] into semantic memory, ``significance``), an episode if significant enough, and the facts extracted
+    from its text. Must not run in a transaction."""
     output = outcome.output if isinstance(outcome.output, dict) else {}
     field = output.get("memory")
     asked: dict[str, Any] = field if isinstance(field, dict) else {}
-    written: list[str] = []
-    for name, value in (asked.get("working") or {}).items():
-        working_set(owner=owner, plan_id=plan_id, name=str(name), value=value, written_by=outcome.key)
-        written.append(str(name))
+    written = working_remember(owner=owner, plan_id=plan_id, outcome=outcome) if working else ()
     text = _text_of(outcome.output) if outcome.status == "succeeded" else outcome.error
     if outcome.output is None and outcome.status == "succeeded":
         text = ""  # nothing happened worth remembering (a no-op step)
@@ -278,7 +277,17 @@ def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome, ste
     added_facts = tuple(memory_add(owner=owner, kind=Kind.FACT, agent=outcome.agent, plan_id=plan_id,
                                    step_key=outcome.key, source=f"plan:{plan_id}/step:{outcome.key}", text=fact)
                         for fact in facts[:10])
-    return Remembered(episode, added_facts, tuple(written), tuple(skipped))
+    return Remembered(episode, added_facts, written, tuple(skipped))
+
+
+def working_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) -> tuple[str, ...]:
+    """The ``working`` part of a step's ``memory`` output field ({name: value}) into the plan's scratchpad;
+    the names written."""
+    field = outcome.output.get("memory") if isinstance(outcome.output, dict) else None
+    entries = field.get("working") if isinstance(field, dict) else None
+    for name, value in (entries or {}).items():
+        working_set(owner=owner, plan_id=plan_id, name=str(name), value=value, written_by=outcome.key)
+    return tuple(str(name) for name in entries or {})
 
 
 def plan_archive(*, owner: Owner, plan_id: uuid.UUID, request: str, status: str, steps: list[StepOutcome],

@@ -33,6 +33,13 @@ def plan_generate(self, plan_id: str, attempt: int = 1) -> None:  # type: ignore
     services.plan_generate(plan_id=uuid.UUID(plan_id), attempt=attempt, worker=_worker_name(self.request.hostname))
 
 
+@shared_task(name="orchestrator.step_remember", queue=Queue.AGENTS, acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def step_remember(step_id: str, plan_ended: bool) -> None:
+    """Sent to the queue the step ran on (its workers consume it), so memory never waits for another pool."""
+    services.step_remember(step_id=uuid.UUID(step_id), plan_ended=plan_ended)
+
+
 # send_events=False keeps the reconciler (every few seconds) out of Flower's tasks view; its
 # repairs are counted for /metrics instead.
 @shared_task(name="orchestrator.reconcile", queue=Queue.SCHEDULER, ignore_result=True, send_events=False)

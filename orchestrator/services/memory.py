@@ -4,7 +4,8 @@
   agent's token budget (``context_budget``; see ``context_budget``); what was included,
   recalled and cut is recorded as the step's ``step.context`` event (sizes, ids and reasons, no content).
 * ``step_finished``: after a step's outcome is recorded, what it leaves in memory (its ``memory`` output
-  field, an episode, extracted facts); and when that ended the plan, the plan's episode (its working memory
+  field, an episode, extracted facts), written by the ``orchestrator.step_remember`` task (``step_remember``)
+  off the path of the steps it freed; and when that ended the plan, the plan's episode (its working memory
   archived into it, then dropped).
 
 Memory never fails a step: a memory error is logged and recorded, and the step runs with its plain context.
@@ -17,6 +18,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -24,6 +26,7 @@ from agents.api import AgentError, agent_get
 from common.errors import DomainError
 from memory import api as memory
 from orchestrator.models import Plan, Step
+from orchestrator.services.dispatch import SEND_ERRORS
 from orchestrator.services.transitions import events_record
 from orchestrator.states import StepStatus
 
@@ -71,27 +74,66 @@ def context_budget(options: dict[str, Any]) -> int:
     return budget
 
 
-def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str, plan_ended: bool) -> None:
-    """Remember the recorded outcome of the step (``status``, ``output``, ``error``), and archive its plan if
-    that outcome ended it. A success with no output leaves nothing to remember and costs no query."""
+REMEMBER_TASK = "orchestrator.step_remember"
+
+
+def step_finished(claimed: ClaimedStep, *, status: str, output: Any, plan_ended: bool, queue: str) -> None:
+    """After the step's outcome is recorded: its ``memory.working`` entries go into the plan's scratchpad here
+    (before anything can archive the plan), and the rest (an episode, facts: an embedding, sealing and inserts,
+    more than the rest of a step's end) is written by the ``orchestrator.step_remember`` task on the step's own
+    queue, off the path of the steps its success freed; it archives the plan too if this outcome ended it. A
+    success with no output and a memory step leave nothing to remember and send nothing, unless they ended the
+    plan. If the broker cannot take the message, the task's work is done here."""
+    # A memory step's output is memory itself (what it searched, wrote or read): remembering it again
+    # would learn back what was recalled, and move a fact's source to the step that merely found it.
+    worth = not (status == StepStatus.SUCCEEDED and output is None) and agent_get(claimed.agent).kind != "memory"
+    if not (worth or plan_ended):
+        return
     try:
-        # A memory step's output is memory itself (what it searched, wrote or read): remembering it again
-        # would learn back what was recalled, and move a fact's source to the step that merely found it.
-        worth = not (status == StepStatus.SUCCEEDED and output is None)
-        if worth and agent_get(claimed.agent).kind != "memory":
-            owner_id = owner_of_plan(claimed.plan_id)
-            if owner_id is None:
-                raise Plan.DoesNotExist
-            memory.step_remember(owner=memory.Owner(user_id=owner_id), plan_id=claimed.plan_id,
-                                 step_input=claimed.input,
-                                 outcome=memory.StepOutcome(claimed.key, claimed.agent, str(status), output, error))
-        if plan_ended:
-            plan_finished(plan_id=claimed.plan_id)
+        if worth and isinstance(output, dict) and isinstance(output.get("memory"), dict):
+            memory.working_remember(owner=memory.Owner(user_id=_owner_id(claimed.plan_id)), plan_id=claimed.plan_id,
+                                    outcome=memory.StepOutcome(claimed.key, claimed.agent, str(status), output, ""))
     except (DomainError, Plan.DoesNotExist) as exc:
         log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(claimed.id),
                                                                   "error": getattr(exc, "code", repr(exc))})
     finally:
         connection.close()
+    try:
+        current_app.send_task(REMEMBER_TASK, args=(str(claimed.id), plan_ended), queue=queue, ignore_result=True,
+                              retry=False)
+    except SEND_ERRORS as exc:
+        log.warning("orchestrator.memory.send_failed", extra={"step_id": str(claimed.id), "error": repr(exc)})
+        step_remember(step_id=claimed.id, plan_ended=plan_ended)
+
+
+def step_remember(*, step_id: uuid.UUID, plan_ended: bool) -> None:
+    """What the step's recorded outcome leaves in memory (but its scratchpad entries: ``step_finished`` wrote
+    them), and its plan's episode if that outcome ended it. Idempotent, as the task's at-least-once delivery
+    needs: a step has at most one episode, a fact seen again changes nothing, a plan is archived once."""
+    try:
+        found = Step.objects.filter(id=step_id).values_list(
+            "plan_id", "key", "agent", "input", "status", "output", "error_message").first()
+        if found is None:
+            return  # its plan was deleted since
+        plan_id, key, agent, step_input, status, output, error = found
+        if not (status == StepStatus.SUCCEEDED and output is None) and agent_get(agent).kind != "memory":
+            memory.step_remember(owner=memory.Owner(user_id=_owner_id(plan_id)), plan_id=plan_id,
+                                 step_input=step_input, working=False,
+                                 outcome=memory.StepOutcome(key, agent, str(status), output, error))
+        if plan_ended:
+            plan_finished(plan_id=plan_id)
+    except (DomainError, AgentError, Plan.DoesNotExist) as exc:
+        log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(step_id),
+                                                                  "error": getattr(exc, "code", repr(exc))})
+    finally:
+        connection.close()
+
+
+def _owner_id(plan_id: uuid.UUID) -> int:
+    owner = owner_of_plan(plan_id)
+    if owner is None:
+        raise Plan.DoesNotExist
+    return owner
 
 
 _owners: dict[uuid.UUID, int] = {}  # plan -> owner, remembered by this process: a plan's owner never changes
