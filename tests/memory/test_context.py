@@ -13,6 +13,7 @@ from memory import api
 from memory.models import MemoryItem
 from orchestrator.events import events_after
 from orchestrator.models import PlanEvent
+from orchestrator import services
 from orchestrator.services import plan_create
 from tests.conftest import wait_for_plan
 
@@ -138,3 +139,19 @@ def test_the_budget_comes_from_the_agent_and_its_models_window() -> None:
     assert context_budget({"context_budget": 900}) == 900
     assert context_budget({"context_window": 4096, "max_tokens": 1024}) == 3072
     assert context_budget({"context_budget": 2000, "context_window": 128_000}) == 2000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_remember_task_delivered_twice_leaves_one_episode_per_step_and_one_for_the_plan(user: Any) -> None:
+    plan = plan_create(owner=user, request=REQUEST, steps=[{"key": "a", "agent": "held"}])
+    step = plan.steps.get()
+    services.step_claim(step_id=step.id, attempt=1, worker="w")
+    assert services.step_succeed(step_id=step.id, attempt=1, output={"text": "Trams in Lisbon are yellow."},
+                                 usage=None)
+    assert MemoryItem.objects.filter(plan_id=plan.id).count() == 0  # the task writes it, not the step's end
+
+    for _ in range(2):  # at-least-once delivery
+        services.step_remember(step_id=step.id, plan_ended=True)
+
+    episodes = MemoryItem.objects.filter(kind="episode", plan_id=plan.id)
+    assert sorted(episodes.values_list("step_key", flat=True)) == ["", "a"]
