@@ -11,9 +11,9 @@ import pytest
 
 from memory import api
 from memory.models import MemoryItem
+from orchestrator import services
 from orchestrator.events import events_after
 from orchestrator.models import PlanEvent
-from orchestrator import services
 from orchestrator.services import plan_create
 from tests.conftest import wait_for_plan
 
