@@ -4,9 +4,9 @@
   agent's token budget (``context_budget``; see ``context_budget``); what was included,
   recalled and cut is recorded as the step's ``step.context`` event (sizes, ids and reasons, no content).
 * ``step_finished``: after a step's outcome is recorded, what it leaves in memory (its ``memory`` output
-  field, an episode, extracted facts), written by the ``orchestrator.step_remember`` task (``step_remember``)
-  off the path of the steps it freed; and when that ended the plan, the plan's episode (its working memory
-  archived into it, then dropped).
+  field, an episode, extracted facts); and when that ended the plan, the plan's episode (its working memory
+  archived into it, then dropped). When the worker runs a step that success freed next, the writing goes to
+  the ``orchestrator.step_remember`` task (``step_remember``), off that step's path.
 
 Memory never fails a step: a memory error is logged and recorded, and the step runs with its plain context.
 Both run outside any transaction and give their connection back (they may call an embedding provider).
@@ -77,49 +77,63 @@ def context_budget(options: dict[str, Any]) -> int:
 REMEMBER_TASK = "orchestrator.step_remember"
 
 
-def step_finished(claimed: ClaimedStep, *, status: str, output: Any, plan_ended: bool, queue: str) -> None:
-    """After the step's outcome is recorded: its ``memory.working`` entries go into the plan's scratchpad here
-    (before anything can archive the plan), and the rest (an episode, facts: an embedding, sealing and inserts,
-    more than the rest of a step's end) is written by the ``orchestrator.step_remember`` task on the step's own
-    queue, off the path of the steps its success freed; it archives the plan too if this outcome ended it. A
-    success with no output and a memory step leave nothing to remember and send nothing, unless they ended the
-    plan. If the broker cannot take the message, the task's work is done here."""
+def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str, plan_ended: bool, queue: str,
+                  hand_off: bool) -> None:
+    """After the step's outcome is recorded: what it leaves in memory (its ``memory`` output field, an episode,
+    facts), and the plan's episode if this outcome ended the plan. Written here, unless ``hand_off``: this
+    thread runs a step the success freed next, so the writing (an embedding, sealing and inserts, more than the
+    rest of a step's end) goes to the ``orchestrator.step_remember`` task on the step's own queue instead,
+    off that step's path; its scratchpad entries are still written here, before anything can archive the plan.
+    A success with no output and a memory step leave nothing to remember. If the broker cannot take the
+    message, the task's work is done here."""
     # A memory step's output is memory itself (what it searched, wrote or read): remembering it again
     # would learn back what was recalled, and move a fact's source to the step that merely found it.
     worth = not (status == StepStatus.SUCCEEDED and output is None) and agent_get(claimed.agent).kind != "memory"
     if not (worth or plan_ended):
         return
-    try:
-        if worth and isinstance(output, dict) and isinstance(output.get("memory"), dict):
-            memory.working_remember(owner=memory.Owner(user_id=_owner_id(claimed.plan_id)), plan_id=claimed.plan_id,
-                                    outcome=memory.StepOutcome(claimed.key, claimed.agent, str(status), output, ""))
-    except (DomainError, Plan.DoesNotExist) as exc:
-        log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(claimed.id),
-                                                                  "error": getattr(exc, "code", repr(exc))})
-    finally:
-        connection.close()
+    outcome = memory.StepOutcome(claimed.key, claimed.agent, str(status), output, error)
+    if not hand_off:
+        _remember(claimed.id, claimed.plan_id, claimed.input, outcome, worth=worth, plan_ended=plan_ended,
+                  working=True)
+        return
+    _remember(claimed.id, claimed.plan_id, claimed.input, outcome, worth=False, plan_ended=False,
+              working=worth and isinstance(output, dict) and isinstance(output.get("memory"), dict))
     try:
         current_app.send_task(REMEMBER_TASK, args=(str(claimed.id), plan_ended), queue=queue, ignore_result=True,
                               retry=False)
     except SEND_ERRORS as exc:
         log.warning("orchestrator.memory.send_failed", extra={"step_id": str(claimed.id), "error": repr(exc)})
-        step_remember(step_id=claimed.id, plan_ended=plan_ended)
+        _remember(claimed.id, claimed.plan_id, claimed.input, outcome, worth=worth, plan_ended=plan_ended,
+                  working=False)
 
 
 def step_remember(*, step_id: uuid.UUID, plan_ended: bool) -> None:
-    """What the step's recorded outcome leaves in memory (but its scratchpad entries: ``step_finished`` wrote
-    them), and its plan's episode if that outcome ended it. Idempotent, as the task's at-least-once delivery
-    needs: a step has at most one episode, a fact seen again changes nothing, a plan is archived once."""
+    """The ``orchestrator.step_remember`` task: what the step's recorded outcome leaves in memory (but its
+    scratchpad entries: ``step_finished`` wrote them), and its plan's episode if that outcome ended it.
+    Idempotent, as at-least-once delivery needs: a step has at most one episode, a fact seen again changes
+    nothing, a plan is archived once."""
+    found = Step.objects.filter(id=step_id).values_list(
+        "plan_id", "key", "agent", "input", "status", "output", "error_message").first()
+    if found is None:
+        return  # its plan was deleted since
+    plan_id, key, agent, step_input, status, output, error = found
+    worth = not (status == StepStatus.SUCCEEDED and output is None) and agent_get(agent).kind != "memory"
+    _remember(step_id, plan_id, step_input, memory.StepOutcome(key, agent, str(status), output, error),
+              worth=worth, plan_ended=plan_ended, working=False)
+
+
+def _remember(step_id: uuid.UUID, plan_id: uuid.UUID, step_input: dict[str, Any], outcome: memory.StepOutcome, *,
+              worth: bool, plan_ended: bool, working: bool) -> None:
+    """Memory never fails a step: an error is logged. Gives its connection back (it may wait on an embedding
+    provider)."""
     try:
-        found = Step.objects.filter(id=step_id).values_list(
-            "plan_id", "key", "agent", "input", "status", "output", "error_message").first()
-        if found is None:
-            return  # its plan was deleted since
-        plan_id, key, agent, step_input, status, output, error = found
-        if not (status == StepStatus.SUCCEEDED and output is None) and agent_get(agent).kind != "memory":
-            memory.step_remember(owner=memory.Owner(user_id=_owner_id(plan_id)), plan_id=plan_id,
-                                 step_input=step_input, working=False,
-                                 outcome=memory.StepOutcome(key, agent, str(status), output, error))
+        if worth or working:
+            owner = memory.Owner(user_id=_owner_id(plan_id))
+            if worth:
+                memory.step_remember(owner=owner, plan_id=plan_id, step_input=step_input, outcome=outcome,
+                                     working=working)
+            else:
+                memory.working_remember(owner=owner, plan_id=plan_id, outcome=outcome)
         if plan_ended:
             plan_finished(plan_id=plan_id)
     except (DomainError, AgentError, Plan.DoesNotExist) as exc:

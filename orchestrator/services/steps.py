@@ -363,7 +363,7 @@ def _run_once(*, step_id: uuid.UUID, attempt: int, worker: str) -> tuple[uuid.UU
         return None
     _release(claimed.plan_id)
     # what the step leaves in memory; the plan's episode if that ended it
-    memory.step_finished(claimed, status=outcome.status, output=outcome.output, plan_ended=ended.plan_ended,
-                         queue=spec.queue)
     same_queue = [step for step in ended.queued if agent_get(step.agent).queue == spec.queue]
+    memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
+                         plan_ended=ended.plan_ended, queue=spec.queue, hand_off=bool(same_queue))
     return (same_queue[0].id, same_queue[0].attempt) if same_queue else None
