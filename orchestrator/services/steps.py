@@ -333,25 +333,39 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     Raises a database error only when recording failed for as long as the lease held: the reconciler then
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
     following: tuple[uuid.UUID, int] | None = (step_id, attempt)
+    remember: Callable[[bool], None] | None = None  # what the previous step leaves in memory
     while following is not None:
-        following = _run_once(step_id=following[0], attempt=following[1], worker=worker)
+        claimed = _claim(step_id=following[0], attempt=following[1], worker=worker)
+        if remember is not None:
+            remember(claimed is not None)  # handed to the queue if the step claimed here waits on this thread
+        if claimed is None:
+            return
+        following, remember = _run_claimed(claimed)
+    if remember is not None:
+        remember(False)
 
 
-def _run_once(*, step_id: uuid.UUID, attempt: int, worker: str) -> tuple[uuid.UUID, int] | None:
+def _claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep | None:
     retry_for = time.monotonic() + settings.ORCH_DB_RETRY_FOR
     try:
-        claimed = durably(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker),
-                          until=lambda: retry_for, what="claim")
-        if claimed is None:
-            return None
-        spec = agent_get(claimed.agent)
+        return durably(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker),
+                       until=lambda: retry_for, what="claim")
+    finally:
+        connection.close()  # no connection is held while the agent waits on the network
+
+
+def _run_claimed(claimed: ClaimedStep) -> tuple[tuple[uuid.UUID, int] | None, Callable[[bool], None] | None]:
+    """Run a claimed step and record its outcome; returns the step to run next here (the first it queued on
+    this worker's queue), and what writes the step's memory (called once that next step is claimed, or not)."""
+    spec = agent_get(claimed.agent)
+    try:
         # An llm call's max_tokens follows what the plan's token budget has left (experiments).
         tokens_left = experimenting.tokens_left(claimed.plan_id) if spec.kind == "llm" else None
         # A cached answer is kept per owner (it may draw on the owner's memory).
         owner = str(memory.owner_of_plan(claimed.plan_id) or "") if spec.options.get("cache") else ""
     finally:
-        connection.close()  # no connection is held while the agent waits on the network
-    with leases.heartbeat.hold("step", claimed.id, attempt, seconds=claimed.deadline) as lease:
+        connection.close()
+    with leases.heartbeat.hold("step", claimed.id, claimed.attempt, seconds=claimed.deadline) as lease:
         # An llm step's context is assembled by memory within its agent's token budget (may embed a query).
         claimed = replace(claimed, context=memory.step_context(claimed))
         record = _call_agent(claimed, lease, tokens_left, owner)
@@ -360,10 +374,12 @@ def _run_once(*, step_id: uuid.UUID, attempt: int, worker: str) -> tuple[uuid.UU
         finally:
             connection.close()
     if not ended.recorded:
-        return None
+        return None, None
     _release(claimed.plan_id)
-    # what the step leaves in memory; the plan's episode if that ended it
     same_queue = [step for step in ended.queued if agent_get(step.agent).queue == spec.queue]
-    memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
-                         plan_ended=ended.plan_ended, queue=spec.queue, hand_off=bool(same_queue))
-    return (same_queue[0].id, same_queue[0].attempt) if same_queue else None
+
+    def remember(hand_off: bool) -> None:  # what the step leaves in memory; the plan's episode if that ended it
+        memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
+                             plan_ended=ended.plan_ended, queue=spec.queue, hand_off=hand_off)
+
+    return ((same_queue[0].id, same_queue[0].attempt) if same_queue else None), remember
