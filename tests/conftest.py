@@ -142,6 +142,7 @@ def start_worker(queues: str, agents_file: str, *, concurrency: int = 16,
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     _WORKER["started"] = True
+    _LIVE_WORKERS[process.pid] = name
     deadline = time.monotonic() + 60
     while not app.control.ping(destination=[name], timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -151,6 +152,7 @@ def start_worker(queues: str, agents_file: str, *, concurrency: int = 16,
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    _LIVE_WORKERS.pop(process.pid, None)
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -167,13 +169,15 @@ def celery_worker(django_db_setup: None, test_agents: str) -> Iterator[str]:
 
 
 _WORKER = {"started": False}
+_LIVE_WORKERS: dict[int, str] = {}  # pid -> node name of the test workers running now
 
 
 @pytest.fixture(autouse=True)
 def _settle_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
     """Once a test worker runs, a transactional test waits at its end until no step is queued or running
-    (except on the "held" queue, which no worker consumes): the database is emptied between tests, and a
-    TRUNCATE racing a step that is still being recorded deadlocks."""
+    (except on the "held" queue, which no worker consumes), then, if a worker ran any of its steps, until the
+    workers are idle (one may still be writing a step's memory or archiving its plan): the database is emptied
+    between tests, and a TRUNCATE racing a write deadlocks."""
     marker = request.node.get_closest_marker("django_db")
     if not (marker and marker.kwargs.get("transaction")):
         yield
@@ -188,6 +192,9 @@ def _settle_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
     busy = Step.objects.filter(status__in=["queued", "running"]).exclude(agent="held")
     while busy.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    if Step.objects.exclude(agent="held").exists():
+        for name in list(_LIVE_WORKERS.values()):
+            wait_idle(name, timeout=max(deadline - time.monotonic(), 1))
 
 
 def wait_idle(worker: str, timeout: float = 30) -> None:
