@@ -9,6 +9,7 @@ request, which joins the default organisation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import cast
 
 from django.contrib.auth.models import User
@@ -69,36 +70,40 @@ class TenancyTokenAuthentication(authentication.TokenAuthentication):
         return token.user, token
 
 
-def _columns(model: type[Model], alias: str) -> tuple[list[str], str]:
-    names = [f.attname for f in model._meta.concrete_fields]
-    return names, ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
+_PARTS: list[tuple[type[Model], str]] = [(Token, "t"), (User, "u"), (Membership, "m"), (Organisation, "o")]
+
+
+@cache
+def _lookup() -> tuple[str, list[list[str]]]:
+    """The statement and each model's field names in its row: built once, the models' fields never change."""
+    names = [[f.attname for f in model._meta.concrete_fields] for model, _ in _PARTS]
+    columns = ", ".join(f'{alias}."{f.column}"' for model, alias in _PARTS for f in model._meta.concrete_fields)
+    sql = (f"SELECT {columns} FROM {Token._meta.db_table} t "
+           f"JOIN {User._meta.db_table} u ON u.id = t.user_id "
+           f"LEFT JOIN {Membership._meta.db_table} m ON m.user_id = u.id "
+           f"LEFT JOIN {Organisation._meta.db_table} o ON o.id = m.organisation_id WHERE t.key = %s")
+    return sql, names
 
 
 def _token_with_tenancy(key: str) -> Token | None:
     """The token, its user and the user's membership with its organisation (None if they have none yet),
     built as the ORM's ``select_related("user__membership__organisation")`` would, from one statement."""
-    parts = [(Token, "t"), (User, "u"), (Membership, "m"), (Organisation, "o")]
-    columns = [_columns(model, alias) for model, alias in parts]
-    sql = (f"SELECT {', '.join(c[1] for c in columns)} FROM {Token._meta.db_table} t "
-           f"JOIN {User._meta.db_table} u ON u.id = t.user_id "
-           f"LEFT JOIN {Membership._meta.db_table} m ON m.user_id = u.id "
-           f"LEFT JOIN {Organisation._meta.db_table} o ON o.id = m.organisation_id WHERE t.key = %s")
+    sql, names = _lookup()
     with connection.cursor() as cursor:
         cursor.execute(sql, [key])
         row = cursor.fetchone()
     if row is None:
         return None
-    values = iter(row)
-
-    def built(model: type[Model], names: list[str]) -> Model | None:
-        part = [next(values) for _ in names]
-        return model.from_db(connection.alias, names, part) if part[0] is not None else None
-
-    token, user, membership, organisation = (built(model, names) for (model, _), (names, _) in zip(parts, columns,
-                                                                                                    strict=True))
-    token, user = cast(Token, token), cast(User, user)
+    built: list[Model | None] = []
+    start = 0
+    for (model, _alias), fields in zip(_PARTS, names, strict=True):
+        values = row[start:start + len(fields)]
+        start += len(fields)
+        built.append(model.from_db(connection.alias, fields, values) if values[0] is not None else None)
+    token, user = cast(Token, built[0]), cast(User, built[1])
+    membership, organisation = cast(Membership | None, built[2]), cast(Organisation | None, built[3])
     token.user = user
     if membership is not None:
-        cast(Membership, membership).organisation = cast(Organisation, organisation)
+        membership.organisation = cast(Organisation, organisation)
     User.membership.related.set_cached_value(user, membership)
     return token

@@ -86,9 +86,7 @@ def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str,
     off that step's path; its scratchpad entries are still written here, before anything can archive the plan.
     A success with no output and a memory step leave nothing to remember. If the broker cannot take the
     message, the task's work is done here."""
-    # A memory step's output is memory itself (what it searched, wrote or read): remembering it again
-    # would learn back what was recalled, and move a fact's source to the step that merely found it.
-    worth = not (status == StepStatus.SUCCEEDED and output is None) and agent_get(claimed.agent).kind != "memory"
+    worth = _worth(status, output, claimed.agent)
     if not (worth or plan_ended):
         return
     outcome = memory.StepOutcome(claimed.key, claimed.agent, str(status), output, error)
@@ -117,9 +115,15 @@ def step_remember(*, step_id: uuid.UUID, plan_ended: bool) -> None:
     if found is None:
         return  # its plan was deleted since
     plan_id, key, agent, step_input, status, output, error = found
-    worth = not (status == StepStatus.SUCCEEDED and output is None) and agent_get(agent).kind != "memory"
     _remember(step_id, plan_id, step_input, memory.StepOutcome(key, agent, str(status), output, error),
-              worth=worth, plan_ended=plan_ended, working=False)
+              worth=_worth(status, output, agent), plan_ended=plan_ended, working=False)
+
+
+def _worth(status: str, output: Any, agent: str) -> bool:
+    """Does this outcome leave something to remember? Not a success with no output, nor a memory step's: its
+    output is memory itself (what it searched, wrote or read), and remembering it again would learn back what
+    was recalled, and move a fact's source to the step that merely found it."""
+    return not (status == StepStatus.SUCCEEDED and output is None) and agent_get(agent).kind != "memory"
 
 
 def _remember(step_id: uuid.UUID, plan_id: uuid.UUID, step_input: dict[str, Any], outcome: memory.StepOutcome, *,
