@@ -102,8 +102,12 @@ class Watcher:
         self.wake.set()
 
     def take(self) -> tuple[list[Frame], bool]:
-        """What is queued, and whether the stream must first re-read storage; leaves the mailbox empty."""
+        """What is queued and not yet sent, and whether the stream must first re-read storage; leaves the mailbox
+        empty. A frame queued while the stream's last storage read was in flight may be in that read too (rule 1):
+        ``offer`` could not know yet, so the copy is dropped here."""
         frames, behind = self.pending, self.behind
+        if self.skip and frames:
+            frames = [f for f in frames if f.id not in self.skip]
         self.pending, self.behind = [], False
         self.wake.clear()
         return frames, behind
