@@ -29,7 +29,9 @@ Concurrency rules (read these before changing anything here):
    recomputed. (NO KEY: the claim's event row references the plan and takes FOR KEY SHARE on it, which must
    not wait for a step's end.) The claim (queued -> running) needs no plan lock: its conditional UPDATE
    races only with cancel and the reconciler's requeue, both of which move only ``queued`` steps at a known
-   attempt, so the step's row lock decides each race.
+   attempt, so the step's row lock decides each race. A worker whose success frees a step of its own queue
+   claims it in the follow-up's transaction instead (``scheduling.Here``), under the exclusive lock, and no
+   message is sent for it: if that worker dies before running it, its lease lapses like any running step's.
 3. Lock order: approval, then plan, then the owner's budget row, then the organisation's budget row (only
    when it has limits), then steps. The reconciler locks one plan at a time. Messages go out after commit
    (``transaction.on_commit``); if one is lost, the reconciler sends it again, and the attempt number makes

@@ -5,21 +5,42 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
 
+from agents.api import agent_get
 from orchestrator.models import Plan, Step
 from orchestrator.services import fairness, readiness
 from orchestrator.services.budgets import gate
 from orchestrator.services.dispatch import dispatch_on_commit
-from orchestrator.services.transitions import Moved, plan_locked, plan_transition, steps_transition
+from orchestrator.services.transitions import Moved, plan_locked, plan_transition, step_claimed, steps_transition
 from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
 
 
-def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None) -> list[Moved]:
+@dataclass(frozen=True)
+class Here:
+    """The worker thread whose success is being recorded: it can run next, itself, one step it frees that is
+    for its own queue (``steps.step_run``)."""
+
+    queue: str
+    worker: str
+
+
+@dataclass
+class Advanced:
+    """What ``advance`` did: the steps it queued, and the one of them it claimed for ``Here`` (if any)."""
+
+    queued: list[Moved] = field(default_factory=list)
+    claimed: Moved | None = None
+
+
+def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here | None = None) -> Advanced:
     """Under the plan lock: cancel steps that can never run, start (or gate) the ready ones, and finish a
-    settled plan; return the steps it queued (their messages go out on commit). ``freed``: the steps a
+    settled plan. The steps it queues get their messages on commit, but for the first one on ``here``'s queue:
+    that one is claimed for ``here`` in this transaction and gets no message (the thread runs it next; if it
+    dies first, the lease lapses and the reconciler gives the step a new attempt). ``freed``: the steps a
     success just made ready (``Moved.freed``), when that success is all that changed; otherwise (a failure,
     a decision, a change of structure) the plan's counts are recomputed and the whole plan is looked at."""
     if freed is None:
@@ -33,13 +54,23 @@ def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None) -> list[Mov
         free, refused = gate(plan, ready)
         queued = steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,
                                   fields={"queued_at": timezone.now(), "requeues": 0}, increment=("attempt",))
-        dispatch_on_commit(queued)
+        claimed = _claim_here(queued, here)
+        dispatch_on_commit([s for s in queued if claimed is None or s.id != claimed.id])
         if refused:  # a step failed at its gate: its dependents are doomed, the plan may be settled
-            queued += advance(plan)
-        return queued
+            queued += advance(plan).queued
+        return Advanced(queued, claimed)
     if readiness.plan_settled(plan_id=plan.id):
         finish(plan)
-    return []
+    return Advanced()
+
+
+def _claim_here(queued: list[Moved], here: Here | None) -> Moved | None:
+    if here is None:
+        return None
+    for step in queued:
+        if agent_get(step.agent).queue == here.queue:
+            return step_claimed(step_id=step.id, attempt=step.attempt, worker=here.worker)
+    return None
 
 
 def finish(plan: Plan) -> None:
@@ -56,17 +87,18 @@ def finish(plan: Plan) -> None:
     plan_transition(plan, PlanStatus.SUCCEEDED, result=result)
 
 
-def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID]) -> tuple[bool, list[Moved]]:
+def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID],
+                  here: Here | None = None) -> tuple[bool, Moved | None]:
     """After a success recorded under the shared lock (``steps._succeed_shared``): gate and queue what it
     freed, or finish the plan if that success may have been its last step. Takes the plan lock; returns
-    whether the plan has ended, and the steps queued. (If this never runs, a worker died in between: the
-    reconciler advances the plan.)"""
-    queued: list[Moved] = []
+    whether the plan has ended, and the step claimed for ``here`` (see ``advance``). (If this never runs, a
+    worker died in between: the reconciler advances the plan.)"""
+    advanced = Advanced()
     with transaction.atomic():
         plan = plan_locked(plan_id)
         if plan.status == PlanStatus.RUNNING:
-            queued = advance(plan, freed=freed)
-    return plan.status in PLAN_TERMINAL, queued
+            advanced = advance(plan, freed=freed, here=here)
+    return plan.status in PLAN_TERMINAL, advanced.claimed
 
 
 def owner_release(*, plan_id: uuid.UUID) -> None:

@@ -29,8 +29,14 @@ from orchestrator import experimenting, selectors
 from orchestrator.models import Step
 from orchestrator.services import growth, leases, memory, readiness
 from orchestrator.services.budgets import totals_add
-from orchestrator.services.scheduling import advance, owner_release, plan_advance, plan_followup
-from orchestrator.services.transitions import Moved, events_record, plan_of_step_locked, steps_transition
+from orchestrator.services.scheduling import Here, advance, owner_release, plan_advance, plan_followup
+from orchestrator.services.transitions import (
+    Moved,
+    events_record,
+    plan_of_step_locked,
+    step_claimed,
+    steps_transition,
+)
 from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
 
 log = logging.getLogger("orchestrator")
@@ -84,20 +90,20 @@ def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep 
     already claimed, finished, cancelled, or was queued again under a new attempt.
 
     The claim is one statement, atomic on its own: it runs in autocommit (no BEGIN/COMMIT round trips on
-    the hottest path). It sets the lease and the run's deadline. The context read after it needs no
-    transaction: succeeded outputs never change. Must not be called inside a transaction."""
-    now = timezone.now()
-    moved = steps_transition(step_ids=[step_id], sources=[StepStatus.QUEUED], to=StepStatus.RUNNING,
-                             attempt=attempt, run_started_at=now, event_data={"worker": worker},
-                             fields={"started_at": now, "worker": worker,
-                                     "lease_expires_at": leases.lease_expires_at()})
-    if not moved:
+    the hottest path). It sets the lease and the run's deadline. Must not be called inside a transaction."""
+    step = step_claimed(step_id=step_id, attempt=attempt, worker=worker)
+    if step is None:
         log.info("orchestrator.step.claim_noop", extra={"step_id": str(step_id), "attempt": attempt})
         return None
-    step = moved[0]
+    return _with_context(step)
+
+
+def _with_context(step: Moved) -> ClaimedStep:
+    """A step just claimed, with its dependencies' outputs (read with no transaction: succeeded outputs never
+    change)."""
     context = selectors.outputs_of(plan_id=step.plan_id, keys=step.depends_on)
-    return ClaimedStep(step.id, step.plan_id, step.key, step.agent, attempt, step.input, context, step.timeout,
-                       step.deadline)
+    return ClaimedStep(step.id, step.plan_id, step.key, step.agent, step.attempt, step.input, context,
+                       step.timeout, step.deadline)
 
 
 def _already_recorded(step_id: uuid.UUID, attempt: int, to: StepStatus) -> bool:
@@ -111,11 +117,12 @@ class Ended:
 
     recorded: bool
     plan_ended: bool = False
-    queued: tuple[Moved, ...] = ()  # the steps its follow-up queued (one of them this worker may run next)
+    claimed: Moved | None = None  # a step its follow-up freed and claimed for this thread to run next
 
 
 def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[str, Any],
-              event_data: dict[str, Any] | None = None, spent: tuple[int, Decimal] | None = None) -> Ended:
+              event_data: dict[str, Any] | None = None, spent: tuple[int, Decimal] | None = None,
+              here: Here | None = None) -> Ended:
     """Record how a running attempt ended and advance its plan, in one transaction under the plan lock.
 
     A stale attempt's result is discarded, but what it spent is still added to the totals (it was spent);
@@ -144,13 +151,14 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
             totals_add(plan, tokens=spent[0], cost=spent[1])
         if grown is not None:
             growth.apply(plan, grown)  # then a whole pass: spawned steps need not depend on this one
-        queued: list[Moved] = []
+        claimed = None
         if plan.status == PlanStatus.RUNNING:
-            queued = advance(plan, freed=moved[0].freed if to == StepStatus.SUCCEEDED and grown is None else None)
-    return Ended(True, plan.status in PLAN_TERMINAL, tuple(queued))
+            claimed = advance(plan, freed=moved[0].freed if to == StepStatus.SUCCEEDED and grown is None else None,
+                              here=here).claimed
+    return Ended(True, plan.status in PLAN_TERMINAL, claimed)
 
 
-def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any]) -> Ended | None:
+def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any], here: Here | None) -> Ended | None:
     """The common success, recorded without the plan's exclusive lock: a step that spent nothing (no totals
     to add) and cannot grow. None when it is not that kind, or not running at this attempt any more (the
     caller takes the locked path, ``_step_end``, which tells which).
@@ -173,8 +181,8 @@ def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any])
     # its own commit, so of two last steps ending at once at least one sees the other ended (the follow-up
     # checks again under the lock).
     if step.freed or (not step.blocked and readiness.plan_settled(plan_id=step.plan_id)):
-        ended, queued = plan_followup(plan_id=step.plan_id, freed=step.freed)
-        return Ended(True, ended, tuple(queued))
+        ended, claimed = plan_followup(plan_id=step.plan_id, freed=step.freed, here=here)
+        return Ended(True, ended, claimed)
     return Ended(True)
 
 
@@ -185,7 +193,8 @@ def _spent(usage: dict[str, Any] | None) -> tuple[int, Decimal] | None:
     return tokens, Decimal(str(usage.get("cost") or "0"))
 
 
-def _succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None) -> Ended:
+def _succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None,
+             here: Here | None = None) -> Ended:
     output = storable(output)
     json.dumps(output)
     fields: dict[str, Any] = {"output": output, "usage": usage}
@@ -194,13 +203,13 @@ def _succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, 
                       completion_tokens=int(usage.get("completion_tokens", 0)),
                       cost=Decimal(str(usage.get("cost") or "0")))
     elif not (isinstance(output, dict) and "spawn" in output):
-        ended = _succeed_shared(step_id=step_id, attempt=attempt, fields=fields)
+        ended = _succeed_shared(step_id=step_id, attempt=attempt, fields=fields, here=here)
         if ended is not None:
             return ended
     # experiments: how the call was served (cached, routed, variant) goes into the step.succeeded event too.
     marks = {key: usage[key] for key in USAGE_MARKS if usage and key in usage}
     return _step_end(step_id=step_id, attempt=attempt, to=StepStatus.SUCCEEDED, fields=fields,
-                     spent=_spent(usage), event_data=marks or None)
+                     spent=_spent(usage), event_data=marks or None, here=here)
 
 
 def _fail(*, step_id: uuid.UUID, attempt: int, code: str, message: str,
@@ -276,8 +285,10 @@ def _failure(step_id: uuid.UUID, attempt: int, code: str, message: str,
                     Outcome(StepStatus.FAILED, error=message))
 
 
-def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | None, owner: str) -> Recording:
-    """Call the step's agent (no connection held, within the lease's deadline); return how to record it."""
+def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | None, owner: str,
+                here: Here) -> Recording:
+    """Call the step's agent (no connection held, within the lease's deadline); return how to record it (a
+    success may claim a step it frees for ``here``)."""
     step_id, attempt = claimed.id, claimed.attempt
     output = ChunkBuffer(lambda text: step_output_chunk(step_id=step_id, attempt=attempt, text=text))
     call = AgentCall(plan_id=str(claimed.plan_id), step_id=str(step_id), step_key=claimed.key, attempt=attempt,
@@ -301,7 +312,7 @@ def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | No
 
     def record() -> tuple[Ended, Outcome]:
         try:
-            ended = _succeed(step_id=step_id, attempt=attempt, output=result.output, usage=usage or None)
+            ended = _succeed(step_id=step_id, attempt=attempt, output=result.output, usage=usage or None, here=here)
             return ended, Outcome(StepStatus.SUCCEEDED, output=result.output)
         except TypeError as exc:
             return _failure(step_id, attempt, "agent.bad_output", f"the agent's output is not JSON: {exc}",
@@ -326,37 +337,31 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     """One delivery of a step: claim it (a duplicate or stale delivery stops here), call its agent while
     the heartbeat keeps the lease, record the outcome. Must not be called inside a transaction.
 
-    When recording it queued steps on this worker's queue, the first of them is claimed and run here next
-    (and so on down a chain): its message went out too, and whichever claim comes first runs it, the other
-    is a no-op. That takes the broker's round trip off a DAG's critical path; the database still decides.
+    When its success frees steps on this worker's queue, the first of them is claimed for this thread in the
+    transaction that queues it (``scheduling.Here``), with no message, and run here next (and so on down a
+    chain). That takes the broker's round trip, and a second thread's no-op claim, off a DAG's critical path;
+    the database still decides.
 
     Raises a database error only when recording failed for as long as the lease held: the reconciler then
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
-    following: tuple[uuid.UUID, int] | None = (step_id, attempt)
-    remember: Callable[[bool], None] | None = None  # what the previous step leaves in memory
-    while following is not None:
-        claimed = _claim(step_id=following[0], attempt=following[1], worker=worker)
-        if remember is not None:
-            remember(claimed is not None)  # handed to the queue if the step claimed here waits on this thread
-        if claimed is None:
-            return
-        following, remember = _run_claimed(claimed)
-    if remember is not None:
-        remember(False)
+    claimed = _briefly(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
+    while claimed is not None:
+        claimed = _run_claimed(claimed, worker)
 
 
-def _claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep | None:
+def _briefly[T](action: Callable[[], T], *, what: str) -> T:
+    """A short database action, retried for ORCH_DB_RETRY_FOR while the database is unreachable; then the
+    connection goes back to the pool (none is held while an agent waits on the network)."""
     retry_for = time.monotonic() + settings.ORCH_DB_RETRY_FOR
     try:
-        return durably(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker),
-                       until=lambda: retry_for, what="claim")
+        return durably(action, until=lambda: retry_for, what=what)
     finally:
-        connection.close()  # no connection is held while the agent waits on the network
+        connection.close()
 
 
-def _run_claimed(claimed: ClaimedStep) -> tuple[tuple[uuid.UUID, int] | None, Callable[[bool], None] | None]:
-    """Run a claimed step and record its outcome; returns the step to run next here (the first it queued on
-    this worker's queue), and what writes the step's memory (called once that next step is claimed, or not)."""
+def _run_claimed(claimed: ClaimedStep, worker: str) -> ClaimedStep | None:
+    """Run a claimed step, record its outcome and what it leaves in memory; return the step its success
+    claimed for this thread to run next, if any."""
     spec = agent_get(claimed.agent)
     try:
         # An llm call's max_tokens follows what the plan's token budget has left (experiments).
@@ -368,18 +373,21 @@ def _run_claimed(claimed: ClaimedStep) -> tuple[tuple[uuid.UUID, int] | None, Ca
     with leases.heartbeat.hold("step", claimed.id, claimed.attempt, seconds=claimed.deadline) as lease:
         # An llm step's context is assembled by memory within its agent's token budget (may embed a query).
         claimed = replace(claimed, context=memory.step_context(claimed))
-        record = _call_agent(claimed, lease, tokens_left, owner)
+        record = _call_agent(claimed, lease, tokens_left, owner, Here(spec.queue, worker))
         try:
             ended, outcome = durably(record, until=lambda: lease.valid_until, what="record")
         finally:
             connection.close()
     if not ended.recorded:
-        return None, None
+        return None
     _release(claimed.plan_id)
-    same_queue = [step for step in ended.queued if agent_get(step.agent).queue == spec.queue]
-
-    def remember(hand_off: bool) -> None:  # what the step leaves in memory; the plan's episode if that ended it
+    following, mine = None, ended.claimed
+    try:
+        if mine is not None:
+            following = _briefly(lambda: _with_context(mine), what="claim")
+    finally:
+        # What the step leaves in memory (and the plan's episode if that ended it): handed to a task when this
+        # thread goes on to run the next step.
         memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
-                             plan_ended=ended.plan_ended, queue=spec.queue, hand_off=hand_off)
-
-    return ((same_queue[0].id, same_queue[0].attempt) if same_queue else None), remember
+                             plan_ended=ended.plan_ended, queue=spec.queue, hand_off=following is not None)
+    return following

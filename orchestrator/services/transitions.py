@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from common.errors import NotFound
 from orchestrator import events
 from orchestrator.models import Plan, PlanEvent, Step
+from orchestrator.services.leases import lease_expires_at
 from orchestrator.states import (
     PLAN_TERMINAL,
     STEP_TRANSITIONS,
@@ -196,6 +197,17 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
         for step, row in zip(moved, rows, strict=True)
     )
     return moved
+
+
+def step_claimed(*, step_id: uuid.UUID, attempt: int, worker: str) -> Moved | None:
+    """Claim a queued step for ``worker`` at ``attempt`` (queued -> running): its lease and its run's deadline
+    start now. One statement, in the caller's transaction or in autocommit; None if it was not queued at that
+    attempt (a duplicate or stale delivery)."""
+    now = timezone.now()
+    moved = steps_transition(step_ids=[step_id], sources=[StepStatus.QUEUED], to=StepStatus.RUNNING,
+                             attempt=attempt, run_started_at=now, event_data={"worker": worker},
+                             fields={"started_at": now, "worker": worker, "lease_expires_at": lease_expires_at()})
+    return moved[0] if moved else None
 
 
 def plan_locked(plan_id: uuid.UUID) -> Plan:

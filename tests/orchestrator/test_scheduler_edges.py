@@ -203,3 +203,34 @@ def test_the_counts_stay_true_while_random_dags_run_in_random_order(user: Any) -
         sinks = sorted(k for k in deps if not any(k in d for d in deps.values()))
         assert sorted(ran) == sorted(deps) and plan.status == "succeeded"
         assert plan.result == ({"key": sinks[0]} if len(sinks) == 1 else {k: {"key": k} for k in sinks})
+
+
+def test_a_worker_runs_the_step_its_success_frees_itself_without_a_message(user: Any) -> None:
+    """step_run down a chain a -> b -> c (all on one queue, played in this process): b and c are claimed for this
+    thread in the transaction that queues them, so no run_step message goes out for them (before: a message per
+    step, which another thread then claimed as a no-op), and the whole chain runs on this one delivery."""
+    from celery.signals import before_task_publish
+
+    plan = services.plan_create(owner=user, request="chain", steps=[
+        {"key": "a", "agent": "held"}, {"key": "b", "agent": "held", "depends_on": ["a"]},
+        {"key": "c", "agent": "held", "depends_on": ["b"]}, {"key": "x", "agent": "noop", "depends_on": ["a"]}])
+    a = steps_of(plan)["a"]
+    sent: list[str] = []
+
+    def note(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        if headers and headers.get("task") == "orchestrator.run_step":
+            sent.append(headers.get("argsrepr") or "")
+
+    before_task_publish.connect(note, weak=False)
+    try:
+        services.step_run(step_id=a.id, attempt=1, worker="here")
+    finally:
+        before_task_publish.disconnect(note)
+
+    steps = steps_of(plan)
+    assert {k: (s.status, s.attempt, s.worker) for k, s in steps.items() if k != "x"} == {
+        "a": ("succeeded", 1, "here"), "b": ("succeeded", 1, "here"), "c": ("succeeded", 1, "here")}
+    assert [m for m in sent if "step=b " in m or "step=c " in m] == []
+    assert [m for m in sent if "step=x " in m]  # a step for another queue still gets its message
+    started = PlanEvent.objects.filter(plan_id=plan.id, type="step.started").values_list("step_key", "data")
+    assert {key: data["worker"] for key, data in started if key != "x"} == {"a": "here", "b": "here", "c": "here"}
