@@ -51,7 +51,8 @@ def test_a_small_plan_is_not_starved_by_another_owners_big_plan(user: Any, djang
         settings.ORCH_MAX_STEPS = 300
         big = services.plan_create(owner=user, request="big", steps=[
             {"key": f"s{i}", "agent": "fair_sleep", "input": {"seconds": 1}} for i in range(200)])
-        assert Step.objects.filter(plan=big, status="queued").count() == CAP  # the rest wait, ready
+        # the rest wait, ready (the worker may already have claimed some of the first CAP)
+        assert Step.objects.filter(plan=big, status__in=["queued", "running"]).count() == CAP
         time.sleep(1.5)  # the big plan is well under way: its first steps ended and released the next
         started = time.monotonic()
         small = services.plan_create(owner=other, request="small", steps=[
