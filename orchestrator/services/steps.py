@@ -25,6 +25,7 @@ from tenacity.stop import stop_base
 
 from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_run
 from common.edge import storable
+from common.logging import bind, unbind
 from orchestrator import experimenting, selectors
 from orchestrator.models import Step
 from orchestrator.services import growth, leases, memory, readiness
@@ -346,7 +347,11 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
     claimed = _briefly(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
     while claimed is not None:
-        claimed = _run_claimed(claimed, worker)
+        ids = bind(step_id=str(claimed.id), attempt=claimed.attempt)  # log lines name the step running now
+        try:
+            claimed = _run_claimed(claimed, worker)
+        finally:
+            unbind(ids)
 
 
 def _briefly[T](action: Callable[[], T], *, what: str) -> T:

@@ -58,7 +58,8 @@ def test_a_plans_trace_links_request_tasks_and_agent_calls(
             "AGENTS_FILE": agents_file}
     for name, value in otel.items():
         monkeypatch.setenv(name, value)  # the worker started below inherits them
-    worker, _ = start_worker("traced", agents_file, concurrency=4)
+    # DEBUG: a step's path logs nothing at INFO (issue 13); its agent call's line is DEBUG.
+    worker, _ = start_worker("traced", agents_file, concurrency=4, env={"LOG_LEVEL": "DEBUG"})
     token = Token.objects.create(user=user).key
     log_start = (ARTIFACTS / "worker.log").stat().st_size
     try:
@@ -76,7 +77,7 @@ def test_a_plans_trace_links_request_tasks_and_agent_calls(
             def complete(spans: list[ReceivedSpan]) -> bool:
                 names = {s.name for s in spans}
                 return {"chat fake-gpt", "invoke_agent traced_http"} <= names and \
-                    sum(s.name == "run/orchestrator.run_step" for s in spans) >= 2
+                    "run/orchestrator.run_step" in names
 
             spans = receiver.wait_for(complete)
     finally:
@@ -90,11 +91,13 @@ def test_a_plans_trace_links_request_tasks_and_agent_calls(
     by_name: dict[str, list[ReceivedSpan]] = {}
     for span in in_trace:
         by_name.setdefault(span.name, []).append(span)
-    # Both steps' tasks ran on the worker in the request's trace: the first queued by the request, the
-    # second by the worker that finished the first.
+    # Both steps ran on the worker in the request's trace, in the one task the request queued: the success of
+    # the first freed the second on the same queue, which that worker thread claimed and ran next, with no
+    # message of its own (services/steps.step_run).
     runs = by_name["run/orchestrator.run_step"]
-    assert len(runs) == 2 and {s.service for s in runs} == {"orchestrator-worker"}
-    assert len(by_name["apply_async/orchestrator.run_step"]) == 2
+    assert len(runs) == 1 and {s.service for s in runs} == {"orchestrator-worker"}
+    assert len(by_name["apply_async/orchestrator.run_step"]) == 1
+    assert {"invoke_agent traced_llm", "invoke_agent traced_http"} <= set(by_name)
     # The agent calls, with the GenAI attributes the fake provider's answer gives.
     chat = by_name["chat fake-gpt"][0]
     assert chat.attributes["gen_ai.request.model"] == "fake-gpt"
@@ -113,7 +116,8 @@ def test_a_plans_trace_links_request_tasks_and_agent_calls(
         lines = [json.loads(line) for line in log.read().decode().splitlines() if line.startswith("{")]
     step_ids = {str(s.id) for s in steps.values()}
     traced = [line for line in lines if line.get("step_id") in step_ids and line.get("trace_id") == trace_id]
-    assert traced and all(len(line["span_id"]) == 16 for line in traced)
+    assert {line["step_id"] for line in traced} == step_ids  # the second step's lines too, in the same task
+    assert all(len(line["span_id"]) == 16 for line in traced)
 
 
 def test_tracing_off_installs_nothing() -> None:
