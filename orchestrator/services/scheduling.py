@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
@@ -28,21 +28,14 @@ class Here:
     worker: str
 
 
-@dataclass
-class Advanced:
-    """What ``advance`` did: the steps it queued, and the one of them it claimed for ``Here`` (if any)."""
-
-    queued: list[Moved] = field(default_factory=list)
-    claimed: Moved | None = None
-
-
-def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here | None = None) -> Advanced:
+def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here | None = None) -> Moved | None:
     """Under the plan lock: cancel steps that can never run, start (or gate) the ready ones, and finish a
     settled plan. The steps it queues get their messages on commit, but for the first one on ``here``'s queue:
     that one is claimed for ``here`` in this transaction and gets no message (the thread runs it next; if it
-    dies first, the lease lapses and the reconciler gives the step a new attempt). ``freed``: the steps a
-    success just made ready (``Moved.freed``), when that success is all that changed; otherwise (a failure,
-    a decision, a change of structure) the plan's counts are recomputed and the whole plan is looked at."""
+    dies first, the lease lapses and the reconciler gives the step a new attempt); that step is returned.
+    ``freed``: the steps a success just made ready (``Moved.freed``), when that success is all that changed;
+    otherwise (a failure, a decision, a change of structure) the plan's counts are recomputed and the whole plan
+    is looked at."""
     if freed is None:
         graph = readiness.graph_refresh(plan_id=plan.id)
         steps_transition(step_ids=graph.doomed(), sources=[StepStatus.PENDING], to=StepStatus.CANCELLED,
@@ -57,11 +50,11 @@ def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here 
         claimed = _claim_here(queued, here)
         dispatch_on_commit([s for s in queued if claimed is None or s.id != claimed.id])
         if refused:  # a step failed at its gate: its dependents are doomed, the plan may be settled
-            queued += advance(plan).queued
-        return Advanced(queued, claimed)
+            advance(plan)
+        return claimed
     if readiness.plan_settled(plan_id=plan.id):
         finish(plan)
-    return Advanced()
+    return None
 
 
 def _claim_here(queued: list[Moved], here: Here | None) -> Moved | None:
@@ -93,12 +86,12 @@ def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID],
     freed, or finish the plan if that success may have been its last step. Takes the plan lock; returns
     whether the plan has ended, and the step claimed for ``here`` (see ``advance``). (If this never runs, a
     worker died in between: the reconciler advances the plan.)"""
-    advanced = Advanced()
+    claimed = None
     with transaction.atomic():
         plan = plan_locked(plan_id)
         if plan.status == PlanStatus.RUNNING:
-            advanced = advance(plan, freed=freed, here=here)
-    return plan.status in PLAN_TERMINAL, advanced.claimed
+            claimed = advance(plan, freed=freed, here=here)
+    return plan.status in PLAN_TERMINAL, claimed
 
 
 def owner_release(*, plan_id: uuid.UUID) -> None:

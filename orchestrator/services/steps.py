@@ -155,7 +155,7 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
         claimed = None
         if plan.status == PlanStatus.RUNNING:
             claimed = advance(plan, freed=moved[0].freed if to == StepStatus.SUCCEEDED and grown is None else None,
-                              here=here).claimed
+                              here=here)
     return Ended(True, plan.status in PLAN_TERMINAL, claimed)
 
 
