@@ -18,7 +18,6 @@ from memory.services import (
     reencrypt,
     retention_set,
     step_remember,
-    working_remember,
     working_set,
     working_update,
 )
@@ -54,7 +53,6 @@ __all__ = [
     "reencrypt",
     "retention_set",
     "step_remember",
-    "working_remember",
     "tokens",
     "working_read",
     "working_set",

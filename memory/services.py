@@ -67,19 +67,19 @@ def memory_add(*, owner: Owner, text: str, kind: str = Kind.NOTE, agent: str = "
 
 def _add(owner: Owner, text: str, *, kind: str, agent: str, plan_id: uuid.UUID | None, step_key: str, source: str,
          significance: float) -> tuple[uuid.UUID, str, float | None]:
-    """``memory_add`` without reading the memory back (a step's episode needs only its id): the id, the action
-    and the similarity to the nearest fact."""
+    """``memory_add`` without reading the memory back: the id, the action and the similarity to the nearest
+    fact."""
     text = _clean(text)
     if kind not in Kind.values:
         raise MemoryError_(f"kind must be one of {sorted(Kind.values)}", code="memory.invalid_kind")
     vector = embedder().embed([text])[0]  # before any transaction: the provider may be remote
-    content, fingerprint, lexemes, literal = _sealed_columns(text, vector)
+    sealed = _sealed_columns(text, vector)
+    content, fingerprint, lexemes, literal = sealed
     now = timezone.now()
 
     def insert() -> uuid.UUID | None:
         return _insert(owner, kind=kind, agent=agent, plan_id=plan_id, step_key=step_key, source=source,
-                       significance=significance, content=content, fingerprint=fingerprint, lexemes=lexemes,
-                       literal=literal, now=now)
+                       significance=significance, sealed=sealed, now=now)
 
     if kind != Kind.FACT:  # one statement, atomic on its own
         item_id = insert()
@@ -109,22 +109,30 @@ def _add(owner: Owner, text: str, *, kind: str, agent: str, plan_id: uuid.UUID |
     return item_id, "add", near[1] if near else None
 
 
-def _insert(owner: Owner, *, kind: str, agent: str, plan_id: uuid.UUID | None, step_key: str, source: str,
-            significance: float, content: bytes, fingerprint: str, lexemes: list[str], literal: str,
-            now: datetime) -> uuid.UUID | None:
-    """One INSERT; the expiry follows the person's retention (0: never), read by the same statement."""
-    item_id = uuid.uuid4()
+# One INSERT; the expiry follows the person's retention (0: never), read by the same statement. An episode of
+# a (plan, step) that exists already conflicts (a partial unique index) and is skipped.
+_INSERT = (
+    f"INSERT INTO {TABLE} (id, owner_id, kind, agent, plan_id, step_key, source, content, fingerprint, "
+    "search, embedding, tier, significance, revisions, last_action, recall_count, created_at, updated_at, "
+    "expires_at) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, array_to_tsvector(%s::text[]), %s::vector, "
+    "'hot', %s, 0, 'add', 0, %s, %s, CASE WHEN ttl.days > 0 THEN %s + make_interval(days => ttl.days) END "
+    f"FROM (SELECT COALESCE((SELECT ttl_days FROM {RETENTION} WHERE owner_id = %s), %s) AS days) AS ttl "
+    "ON CONFLICT DO NOTHING")
+
+
+def _insert_params(owner: Owner, *, kind: str, agent: str, plan_id: uuid.UUID | None, step_key: str, source: str,
+                   significance: float, sealed: tuple[bytes, str, list[str], str], now: datetime) -> list[Any]:
+    """The parameters of ``_INSERT``; ``sealed`` is ``_sealed_columns`` of the text and its vector."""
+    content, fingerprint, lexemes, literal = sealed
+    return [uuid.uuid4(), owner_fields(owner)["owner_id"], kind, agent[:100], plan_id, step_key[:100], source[:200],
+            content, fingerprint, lexemes, literal, significance, now, now, now, owner.user_id,
+            settings.MEMORY_TTL_DAYS or 0]
+
+
+def _insert(owner: Owner, **fields: Any) -> uuid.UUID | None:
+    """One memory (see ``_insert_params``); its id, or None if it was an episode that exists already."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {TABLE} (id, owner_id, kind, agent, plan_id, step_key, source, content, fingerprint, "
-            "search, embedding, tier, significance, revisions, last_action, recall_count, created_at, updated_at, "
-            "expires_at) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, array_to_tsvector(%s::text[]), %s::vector, "
-            "'hot', %s, 0, 'add', 0, %s, %s, CASE WHEN ttl.days > 0 THEN %s + make_interval(days => ttl.days) END "
-            f"FROM (SELECT COALESCE((SELECT ttl_days FROM {RETENTION} WHERE owner_id = %s), %s) AS days) AS ttl "
-            "ON CONFLICT DO NOTHING RETURNING id",
-            [item_id, owner_fields(owner)["owner_id"], kind, agent[:100], plan_id, step_key[:100], source[:200],
-             content, fingerprint, lexemes, literal, significance, now, now, now, owner.user_id,
-             settings.MEMORY_TTL_DAYS or 0])
+        cursor.execute(_INSERT + " RETURNING id", _insert_params(owner, **fields))
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -246,38 +254,22 @@ def _prompt_of(step_input: dict[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(step_input, sort_keys=True, default=str)
 
 
-def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome, step_input: dict[str, Any],
-                  working: bool = True) -> Remembered:
-    """What a finished step leaves in memory: its ``memory`` output field (``working``: {name: value} into the
-    plan's scratchpad, unless ``working`` is False because ``working_remember`` wrote it already; ``facts``:
-    [text] into semantic memory, ``significance``), an episode if significant enough, and the facts extracted
-    from its text. Must not run in a transaction."""
+def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) -> Remembered:
+    """What a finished step leaves in memory at once: its ``memory`` output field (``working``: {name: value}
+    into the plan's scratchpad; ``facts``: [text] into semantic memory) and the facts extracted from its text,
+    so the plan's next steps can find them. Its episode waits for the plan's end (``plan_archive``). Must not
+    run in a transaction."""
     output = outcome.output if isinstance(outcome.output, dict) else {}
     field = output.get("memory")
     asked: dict[str, Any] = field if isinstance(field, dict) else {}
-    written = working_remember(owner=owner, plan_id=plan_id, outcome=outcome) if working else ()
-    text = _text_of(outcome.output) if outcome.status == "succeeded" else outcome.error
-    if outcome.output is None and outcome.status == "succeeded":
-        text = ""  # nothing happened worth remembering (a no-op step)
-    significance = float(asked.get("significance", 0.8 if outcome.status != "succeeded" else
-                                    (0.6 if len(text) > 200 else 0.5)))
-    episode = None
-    skipped: list[str] = []
-    if significance >= settings.MEMORY_EPISODE_MIN_SIGNIFICANCE and text.strip():
-        summary = extract.summarise(text, 600)
-        episode, _, _ = _add(owner, kind=Kind.EPISODE, agent=outcome.agent, plan_id=plan_id, step_key=outcome.key,
-                             source=f"plan:{plan_id}/step:{outcome.key}", significance=significance,
-                             text=f"Step {outcome.key} ({outcome.agent}) {outcome.status}. "
-                                  f"Asked: {_prompt_of(step_input)[:400]}. Answer: {summary}")
-    else:
-        skipped.append(f"episode: significance {significance} below {settings.MEMORY_EPISODE_MIN_SIGNIFICANCE}")
+    written = working_remember(owner=owner, plan_id=plan_id, outcome=outcome)
     facts = [str(f) for f in asked.get("facts") or [] if str(f).strip()]
-    if outcome.status == "succeeded":
-        facts += [f for f in extract.extract_facts(text) if f not in facts]
+    if outcome.status == "succeeded" and outcome.output is not None:
+        facts += [f for f in extract.extract_facts(_text_of(outcome.output)) if f not in facts]
     added_facts = tuple(memory_add(owner=owner, kind=Kind.FACT, agent=outcome.agent, plan_id=plan_id,
                                    step_key=outcome.key, source=f"plan:{plan_id}/step:{outcome.key}", text=fact)
                         for fact in facts[:10])
-    return Remembered(episode, added_facts, written, tuple(skipped))
+    return Remembered(added_facts, written)
 
 
 def working_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) -> tuple[str, ...]:
@@ -290,10 +282,35 @@ def working_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) 
     return tuple(str(name) for name in entries or {})
 
 
+def step_episode(outcome: StepOutcome) -> tuple[str, float] | None:
+    """A finished step's episode (its text and significance), or None if it is not worth keeping: no text (a
+    no-op step), or a significance (0.5, 0.6 for a long answer, 0.8 for a failure, or what its output's
+    ``memory.significance`` says) below MEMORY_EPISODE_MIN_SIGNIFICANCE."""
+    output = outcome.output if isinstance(outcome.output, dict) else {}
+    field = output.get("memory")
+    asked: dict[str, Any] = field if isinstance(field, dict) else {}
+    if outcome.status == "succeeded":
+        text = "" if outcome.output is None else _text_of(outcome.output)
+    else:
+        text = outcome.error
+    default = 0.8 if outcome.status != "succeeded" else (0.6 if len(text) > 200 else 0.5)
+    significance = float(asked.get("significance", default))
+    if significance < settings.MEMORY_EPISODE_MIN_SIGNIFICANCE or not text.strip():
+        return None
+    return (f"Step {outcome.key} ({outcome.agent}) {outcome.status}. Asked: {_prompt_of(outcome.input)[:400]}. "
+            f"Answer: {extract.summarise(text, 600)}"), significance
+
+
+EMBED_BATCH = 256  # texts per embedding call when a plan is archived
+
+
 def plan_archive(*, owner: Owner, plan_id: uuid.UUID, request: str, status: str, steps: list[StepOutcome],
-                 result: Any = None) -> uuid.UUID | None:
-    """The plan's episode (its request, outcome, steps and working memory), then its scratchpad dropped.
-    Idempotent: a second call finds the episode and changes nothing. Must not run in a transaction."""
+                 result: Any = None, remember: frozenset[str] = frozenset()) -> int:
+    """The plan's end: an episode for each step of ``remember`` worth keeping (``step_episode``) and one for the
+    plan (its request, outcome, steps and working memory), written together (embedded EMBED_BATCH at a time,
+    inserted in one pipelined batch); then its scratchpad dropped. Idempotent: at most one episode per (plan,
+    step) and per plan, so a second call changes nothing. Returns the episodes added. Must not run in a
+    transaction."""
     from memory.selectors import working_read
 
     scratch = working_read(owner=owner, plan_id=plan_id)
@@ -303,10 +320,21 @@ def plan_archive(*, owner: Owner, plan_id: uuid.UUID, request: str, status: str,
         lines.append(f"Result: {extract.summarise(_text_of(result), 600)}")
     if scratch:
         lines.append("Working memory: " + json.dumps({k: v.value for k, v in scratch.items()}, default=str)[:2000])
-    episode, _, _ = _add(owner, "\n".join(lines), kind=Kind.EPISODE, agent="", plan_id=plan_id, step_key="",
-                         source=f"plan:{plan_id}", significance=1.0)
+    episodes = [(s.key, s.agent, found) for s in steps if s.key in remember and (found := step_episode(s))]
+    episodes.append(("", "", ("\n".join(lines), 1.0)))
+    texts = [_clean(text.replace("\x00", "")[:MAX_TEXT]) for _, _, (text, _) in episodes]
+    vectors = [v for i in range(0, len(texts), EMBED_BATCH) for v in embedder().embed(texts[i:i + EMBED_BATCH])]
+    now = timezone.now()
+    rows = [_insert_params(owner, kind=Kind.EPISODE, agent=agent, plan_id=plan_id, step_key=key,
+                           source=f"plan:{plan_id}/step:{key}" if key else f"plan:{plan_id}",
+                           significance=significance, sealed=_sealed_columns(text, vector), now=now)
+            for (key, agent, (_, significance)), text, vector in zip(episodes, texts, vectors, strict=True)]
+    with connection.cursor() as cursor:  # then the scratchpad, which is in the plan's episode now
+        cursor.executemany(_INSERT, rows)
+        added = cursor.rowcount
     WorkingEntry.objects.filter(owner_q(owner), plan_id=plan_id).delete()
-    return episode
+    cache.invalidate(owner)
+    return added
 
 
 # --- maintenance ----------------------------------------------------------------------------------------

@@ -68,13 +68,12 @@ class StepOutcome:
     status: str
     output: Any = None
     error: str = ""
+    input: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Remembered:
-    """What finishing a step wrote to memory."""
+    """What finishing a step wrote to memory at once (its episode waits for the plan's end)."""
 
-    episode: uuid.UUID | None
     facts: tuple[Added, ...] = ()
     working: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = field(default_factory=tuple)

@@ -33,11 +33,20 @@ def plan_generate(self, plan_id: str, attempt: int = 1) -> None:  # type: ignore
     services.plan_generate(plan_id=uuid.UUID(plan_id), attempt=attempt, worker=_worker_name(self.request.hostname))
 
 
+@shared_task(name="orchestrator.plan_remember", queue=Queue.AGENTS, acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def plan_remember(plan_id: str) -> None:
+    """A plan that ended: its episodes written and its scratchpad dropped (idempotent)."""
+    services.plan_remember(plan_id=uuid.UUID(plan_id))
+
+
 @shared_task(name="orchestrator.step_remember", queue=Queue.AGENTS, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True)
 def step_remember(step_id: str, plan_ended: bool) -> None:
-    """Sent to the queue the step ran on (its workers consume it), so memory never waits for another pool."""
-    services.step_remember(step_id=uuid.UUID(step_id), plan_ended=plan_ended)
+    """Sent by releases before 12-02 (a step's memory was written by its own task then); such a message still
+    in the queue at an upgrade archives the plan if the step ended it, which now writes that step's episode."""
+    if plan_ended:
+        services.plan_remember(step_id=uuid.UUID(step_id))
 
 
 # send_events=False keeps the reconciler (every few seconds) out of Flower's tasks view; its

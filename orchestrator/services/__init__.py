@@ -59,7 +59,7 @@ Concurrency rules (read these before changing anything here):
 """
 
 from orchestrator.services.edits import plan_edit, step_rerun
-from orchestrator.services.memory import step_remember
+from orchestrator.services.memory import plan_remember
 from orchestrator.services.plans import approval_event, plan_cancel, plan_create, plan_generate, step_gate_resolved
 from orchestrator.services.reconcile import reconcile
 from orchestrator.services.resume import plan_retry
@@ -85,13 +85,13 @@ __all__ = [
     "plan_edit",
     "plan_generate",
     "plan_locked",
+    "plan_remember",
     "plan_retry",
     "reconcile",
     "step_claim",
     "step_fail",
     "step_gate_resolved",
     "step_output_chunk",
-    "step_remember",
     "step_rerun",
     "step_retrying",
     "step_run",

@@ -3,10 +3,14 @@
 * ``step_context``: before an LLM step's agent is called, its context is assembled by memory within the
   agent's token budget (``context_budget``; see ``context_budget``); what was included,
   recalled and cut is recorded as the step's ``step.context`` event (sizes, ids and reasons, no content).
-* ``step_finished``: after a step's outcome is recorded, what it leaves in memory (its ``memory`` output
-  field, an episode, extracted facts); and when that ended the plan, the plan's episode (its working memory
-  archived into it, then dropped). When the worker runs a step that success freed next, the writing goes to
-  the ``orchestrator.step_remember`` task (``step_remember``), off that step's path.
+* ``step_finished``: after a step's outcome is recorded, what the plan's next steps may need of it at once:
+  its ``memory`` output field (scratchpad entries, facts) and the facts extracted from its text. Cheap when
+  there are none, which is most steps.
+* ``plan_ended``: when a plan ends, however it ends (its last step, a cancel, a failure, the reconciler), the
+  ``orchestrator.plan_remember`` task (``plan_remember``) writes its steps' episodes and its own, together,
+  and drops its scratchpad. A step's episode waits for the plan's end because nothing needs it sooner: recall
+  leaves out the plan's own memories, and an episode written while the plan runs (an embedding, sealing and
+  an insert per step) cost the step's path more than the rest of its end.
 
 Memory never fails a step: a memory error is logged and recorded, and the step runs with its plain context.
 Both run outside any transaction and give their connection back (they may call an embedding provider).
@@ -24,6 +28,7 @@ from django.db import connection, transaction
 
 from agents.api import AgentError, agent_get
 from common.errors import DomainError
+from common.queues import Queue
 from memory import api as memory
 from orchestrator.models import Plan, Step
 from orchestrator.services.dispatch import SEND_ERRORS
@@ -74,77 +79,76 @@ def context_budget(options: dict[str, Any]) -> int:
     return budget
 
 
-REMEMBER_TASK = "orchestrator.step_remember"
+REMEMBER_TASK = "orchestrator.plan_remember"
 
 
-def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str, plan_ended: bool, queue: str,
-                  hand_off: bool) -> None:
-    """After the step's outcome is recorded: what it leaves in memory (its ``memory`` output field, an episode,
-    facts), and the plan's episode if this outcome ended the plan. Written here, unless ``hand_off``: this
-    thread runs a step the success freed next, so the writing (an embedding, sealing and inserts, more than the
-    rest of a step's end) goes to the ``orchestrator.step_remember`` task on the step's own queue instead,
-    off that step's path; its scratchpad entries are still written here, before anything can archive the plan.
-    A success with no output and a memory step leave nothing to remember. If the broker cannot take the
-    message, the task's work is done here."""
-    worth = _worth(status, output, claimed.agent)
-    if not (worth or plan_ended):
+def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str) -> None:
+    """After the step's outcome is recorded: its ``memory`` output field and extracted facts, now (the plan's
+    next steps may read them). A success with no output and a memory step leave nothing."""
+    if not _worth(status, output, claimed.agent):
         return
     outcome = memory.StepOutcome(claimed.key, claimed.agent, str(status), output, error)
-    if not hand_off:
-        _remember(claimed.id, claimed.plan_id, claimed.input, outcome, worth=worth, plan_ended=plan_ended,
-                  working=True)
-        return
-    _remember(claimed.id, claimed.plan_id, claimed.input, outcome, worth=False, plan_ended=False,
-              working=worth and isinstance(output, dict) and isinstance(output.get("memory"), dict))
     try:
-        current_app.send_task(REMEMBER_TASK, args=(str(claimed.id), plan_ended), queue=queue, ignore_result=True,
-                              retry=False)
-    except SEND_ERRORS as exc:
-        log.warning("orchestrator.memory.send_failed", extra={"step_id": str(claimed.id), "error": repr(exc)})
-        _remember(claimed.id, claimed.plan_id, claimed.input, outcome, worth=worth, plan_ended=plan_ended,
-                  working=False)
+        memory.step_remember(owner=memory.Owner(user_id=_owner_id(claimed.plan_id)), plan_id=claimed.plan_id,
+                             outcome=outcome)
+    except (DomainError, AgentError, Plan.DoesNotExist) as exc:
+        log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(claimed.id),
+                                                                  "error": getattr(exc, "code", repr(exc))})
+    finally:
+        connection.close()
 
 
-def step_remember(*, step_id: uuid.UUID, plan_ended: bool) -> None:
-    """The ``orchestrator.step_remember`` task: what the step's recorded outcome leaves in memory (but its
-    scratchpad entries: ``step_finished`` wrote them), and its plan's episode if that outcome ended it.
-    Idempotent, as at-least-once delivery needs: a step has at most one episode, a fact seen again changes
-    nothing, a plan is archived once."""
-    found = Step.objects.filter(id=step_id).values_list(
-        "plan_id", "key", "agent", "input", "status", "output", "error_message").first()
-    if found is None:
-        return  # its plan was deleted since
-    plan_id, key, agent, step_input, status, output, error = found
-    _remember(step_id, plan_id, step_input, memory.StepOutcome(key, agent, str(status), output, error),
-              worth=_worth(status, output, agent), plan_ended=plan_ended, working=False)
+def plan_ended(plan_id: uuid.UUID) -> None:
+    """Called by the writer of a plan's terminal status, inside its transaction: once that commits, the
+    ``orchestrator.plan_remember`` task archives the plan (or this thread does, if the broker cannot take the
+    message)."""
+
+    def send() -> None:
+        try:
+            current_app.send_task(REMEMBER_TASK, args=(str(plan_id),), queue=Queue.AGENTS, ignore_result=True,
+                                  retry=False)
+        except SEND_ERRORS as exc:
+            log.warning("orchestrator.memory.send_failed", extra={"plan_id": str(plan_id), "error": repr(exc)})
+            plan_remember(plan_id=plan_id)
+
+    transaction.on_commit(send)
+
+
+def plan_remember(*, plan_id: uuid.UUID | None = None, step_id: uuid.UUID | None = None) -> None:
+    """The ``orchestrator.plan_remember`` task: the plan's step episodes, its own episode and the end of its
+    scratchpad (``memory.plan_archive``); the plan is given, or found by one of its steps. Idempotent, as
+    at-least-once delivery needs. Memory never fails a plan: an error is logged. Gives its connection back (it
+    may wait on an embedding provider)."""
+    try:
+        lookup = {"id": plan_id} if plan_id is not None else {"steps__id": step_id}
+        plan = Plan.objects.only("id", "owner_id", "request", "status", "result").get(**lookup)
+        plan_id = plan.id
+        steps = [memory.StepOutcome(key, agent, str(status), output, error, step_input)
+                 for key, agent, status, output, error, step_input in Step.objects.filter(plan_id=plan_id)
+                 .order_by("queued_at", "key").values_list("key", "agent", "status", "output", "error_message",
+                                                           "input")]
+        memory.plan_archive(owner=memory.Owner(user_id=plan.owner_id), plan_id=plan.id, request=plan.request,
+                            status=plan.status, steps=steps, result=plan.result,
+                            remember=frozenset(s.key for s in steps if _worth(s.status, s.output, s.agent)))
+    except Plan.DoesNotExist:
+        return  # deleted since
+    except DomainError as exc:
+        log.warning("orchestrator.memory.archive_failed", extra={"plan_id": str(plan_id), "error": exc.code})
+    finally:
+        connection.close()
 
 
 def _worth(status: str, output: Any, agent: str) -> bool:
     """Does this outcome leave something to remember? Not a success with no output, nor a memory step's: its
     output is memory itself (what it searched, wrote or read), and remembering it again would learn back what
-    was recalled, and move a fact's source to the step that merely found it."""
-    return not (status == StepStatus.SUCCEEDED and output is None) and agent_get(agent).kind != "memory"
-
-
-def _remember(step_id: uuid.UUID, plan_id: uuid.UUID, step_input: dict[str, Any], outcome: memory.StepOutcome, *,
-              worth: bool, plan_ended: bool, working: bool) -> None:
-    """Memory never fails a step: an error is logged. Gives its connection back (it may wait on an embedding
-    provider)."""
+    was recalled, and move a fact's source to the step that merely found it. An agent since removed from the
+    configuration still has its outcome remembered."""
+    if status == StepStatus.SUCCEEDED and output is None:
+        return False
     try:
-        if worth or working:
-            owner = memory.Owner(user_id=_owner_id(plan_id))
-            if worth:
-                memory.step_remember(owner=owner, plan_id=plan_id, step_input=step_input, outcome=outcome,
-                                     working=working)
-            else:
-                memory.working_remember(owner=owner, plan_id=plan_id, outcome=outcome)
-        if plan_ended:
-            plan_finished(plan_id=plan_id)
-    except (DomainError, AgentError, Plan.DoesNotExist) as exc:
-        log.warning("orchestrator.memory.remember_failed", extra={"step_id": str(step_id),
-                                                                  "error": getattr(exc, "code", repr(exc))})
-    finally:
-        connection.close()
+        return agent_get(agent).kind != "memory"
+    except AgentError:
+        return True
 
 
 def _owner_id(plan_id: uuid.UUID) -> int:
@@ -168,12 +172,3 @@ def owner_of_plan(plan_id: uuid.UUID) -> int | None:
                 _owners.clear()
             _owners[plan_id] = owner
     return owner
-
-
-def plan_finished(*, plan_id: Any) -> None:
-    """The plan's episode and the end of its working memory (idempotent)."""
-    plan = Plan.objects.get(id=plan_id)
-    steps = [memory.StepOutcome(s.key, s.agent, s.status, None, s.error_message)
-             for s in Step.objects.filter(plan=plan).order_by("queued_at", "key")]
-    memory.plan_archive(owner=memory.Owner(user_id=plan.owner_id), plan_id=plan.id, request=plan.request,
-                        status=plan.status, steps=steps, result=plan.result)

@@ -38,7 +38,7 @@ from orchestrator.services.transitions import (
     step_claimed,
     steps_transition,
 )
-from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
+from orchestrator.states import PlanStatus, StepStatus
 
 log = logging.getLogger("orchestrator")
 
@@ -113,11 +113,9 @@ def _already_recorded(step_id: uuid.UUID, attempt: int, to: StepStatus) -> bool:
 
 @dataclass(frozen=True)
 class Ended:
-    """How recording an attempt's end went: whether it was recorded (False: stale), and whether that ended
-    the plan (memory archives the plan's episode then)."""
+    """How recording an attempt's end went: whether it was recorded (False: stale)."""
 
     recorded: bool
-    plan_ended: bool = False
     claimed: Moved | None = None  # a step its follow-up freed and claimed for this thread to run next
 
 
@@ -156,7 +154,7 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
         if plan.status == PlanStatus.RUNNING:
             claimed = advance(plan, freed=moved[0].freed if to == StepStatus.SUCCEEDED and grown is None else None,
                               here=here)
-    return Ended(True, plan.status in PLAN_TERMINAL, claimed)
+    return Ended(True, claimed)
 
 
 def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any], here: Here | None) -> Ended | None:
@@ -177,13 +175,14 @@ def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any],
         return None
     step = moved[0]
     if step.recount:
-        return Ended(True, plan_advance(plan_id=step.plan_id))
+        plan_advance(plan_id=step.plan_id)
+        return Ended(True)
     # A success that freed nothing and leaves no dependent waiting may have been the plan's last. Seen after
     # its own commit, so of two last steps ending at once at least one sees the other ended (the follow-up
     # checks again under the lock).
     if step.freed or (not step.blocked and readiness.plan_settled(plan_id=step.plan_id)):
-        ended, claimed = plan_followup(plan_id=step.plan_id, freed=step.freed, here=here)
-        return Ended(True, ended, claimed)
+        _, claimed = plan_followup(plan_id=step.plan_id, freed=step.freed, here=here)
+        return Ended(True, claimed)
     return Ended(True)
 
 
@@ -386,13 +385,7 @@ def _run_claimed(claimed: ClaimedStep, worker: str) -> ClaimedStep | None:
     if not ended.recorded:
         return None
     _release(claimed.plan_id)
-    following, mine = None, ended.claimed
-    try:
-        if mine is not None:
-            following = _briefly(lambda: _with_context(mine), what="claim")
-    finally:
-        # What the step leaves in memory (and the plan's episode if that ended it): handed to a task when this
-        # thread goes on to run the next step.
-        memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error,
-                             plan_ended=ended.plan_ended, queue=spec.queue, hand_off=following is not None)
-    return following
+    # What the plan's next steps may need of this one in memory (scratchpad entries, facts), before they run.
+    memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error)
+    mine = ended.claimed
+    return _briefly(lambda: _with_context(mine), what="claim") if mine is not None else None

@@ -239,7 +239,8 @@ def plan_of_step_locked(step_id: uuid.UUID) -> Plan | None:
 
 def plan_transition(plan: Plan, to: PlanStatus, *, data: dict[str, Any] | None = None,
                     actor: User | None = None, **fields: Any) -> None:
-    """The only writer of ``Plan.status``; the caller holds the plan's row lock."""
+    """The only writer of ``Plan.status``; the caller holds the plan's row lock. A plan that ends has its
+    memory archived after the commit (``memory.plan_ended``)."""
     check_plan_transition(plan.status, to)
     plan.status = to
     now = timezone.now()
@@ -247,6 +248,9 @@ def plan_transition(plan: Plan, to: PlanStatus, *, data: dict[str, Any] | None =
         plan.started_at = now
     if to in PLAN_TERMINAL:
         plan.finished_at = now
+        from orchestrator.services.memory import plan_ended  # memory's side needs these transitions
+
+        plan_ended(plan.id)  # its memory is archived once this commits
     for name, value in fields.items():
         setattr(plan, name, value)
     plan.save(update_fields=["status", "started_at", "finished_at", *fields])

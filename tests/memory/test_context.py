@@ -142,16 +142,45 @@ def test_the_budget_comes_from_the_agent_and_its_models_window() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_remember_task_delivered_twice_leaves_one_episode_per_step_and_one_for_the_plan(user: Any) -> None:
-    plan = plan_create(owner=user, request=REQUEST, steps=[{"key": "a", "agent": "held"}])
-    step = plan.steps.get()
-    services.step_claim(step_id=step.id, attempt=1, worker="w")
-    assert services.step_succeed(step_id=step.id, attempt=1, output={"text": "Trams in Lisbon are yellow."},
-                                 usage=None)
-    assert MemoryItem.objects.filter(plan_id=plan.id).count() == 0  # the task writes it, not the step's end
+def test_steps_episodes_wait_for_the_plans_end_and_archiving_twice_leaves_one_of_each(user: Any) -> None:
+    steps = [{"key": "a", "agent": "held"}, {"key": "b", "agent": "held"}, {"key": "quiet", "agent": "held"}]
+    plan = plan_create(owner=user, request=REQUEST, steps=steps)
+    ids = {s.key: s.id for s in plan.steps.all()}
+    for key, output in (("a", {"text": "Trams in Lisbon are yellow."}), ("quiet", None)):
+        services.step_claim(step_id=ids[key], attempt=1, worker="w")
+        assert services.step_succeed(step_id=ids[key], attempt=1, output=output, usage=None)
+    assert not MemoryItem.objects.filter(kind="episode", plan_id=plan.id).exists()  # the plan still runs
+    services.step_claim(step_id=ids["b"], attempt=1, worker="w")
+    services.step_fail(step_id=ids["b"], attempt=1, code="agent.error", message="the tram was late")
 
-    for _ in range(2):  # at-least-once delivery
-        services.step_remember(step_id=step.id, plan_ended=True)
+    for _ in range(2):  # at-least-once delivery of orchestrator.plan_remember
+        services.plan_remember(plan_id=plan.id)
 
-    episodes = MemoryItem.objects.filter(kind="episode", plan_id=plan.id)
-    assert sorted(episodes.values_list("step_key", flat=True)) == ["", "a"]
+    episodes = {e.step_key: e for e in MemoryItem.objects.filter(kind="episode", plan_id=plan.id)}
+    assert sorted(episodes) == ["", "a", "b"]  # a no-op success leaves no episode
+    assert (episodes["a"].significance, episodes["b"].significance, episodes[""].significance) == (0.5, 0.8, 1.0)
+    text = api.memory_get(owner=api.Owner(user.pk), memory_id=episodes["b"].id).text
+    assert text.startswith("Step b (held) failed.") and text.endswith("Answer: the tram was late")
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("idle_worker")
+def test_a_cancelled_plan_is_archived_too_with_its_scratchpad(user: Any) -> None:
+    """Before: only a plan whose last step ended was archived; a cancelled one left no episode, and its
+    scratchpad waited for the TTL."""
+    output = {"text": "Line 28 is the tourist line.", "memory": {"working": {"line": 28}}}
+    steps = [{"key": "note", "agent": "emit", "input": {"output": output}}, {"key": "wait", "agent": "held"}]
+    plan = plan_create(owner=user, request="a cancelled plan", steps=steps)
+    deadline = time.monotonic() + 15
+    while plan.steps.get(key="note").status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert api.working_read(owner=api.Owner(user.pk), plan_id=plan.id)["line"].value == 28
+
+    services.plan_cancel(plan_id=plan.id)
+
+    episode = _episode_of(plan.id)
+    assert "Plan cancelled: a cancelled plan" in api.memory_get(owner=api.Owner(user.pk), memory_id=episode.id).text
+    assert 'Working memory: {"line": 28}' in api.memory_get(owner=api.Owner(user.pk), memory_id=episode.id).text
+    assert MemoryItem.objects.filter(kind="episode", plan_id=plan.id, step_key="note").exists()
+    assert api.working_read(owner=api.Owner(user.pk), plan_id=plan.id) == {}
