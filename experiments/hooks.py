@@ -25,7 +25,8 @@ log = logging.getLogger("experiments")
 _running: dict[str, float | bool] = {"checked": 0.0, "any": False}
 
 
-def _any_running() -> bool:
+def any_running() -> bool:
+    """Does any experiment run? Asked again every EXPERIMENTS_RUNNING_TTL seconds per process."""
     now = time.monotonic()
     if now - float(_running["checked"]) >= settings.EXPERIMENTS_RUNNING_TTL:
         _running["any"] = Experiment.objects.filter(status=Status.RUNNING).exists()
@@ -44,7 +45,7 @@ def call_variant(name: str, call: AgentCall) -> tuple[AgentCall, dict[str, Any]]
     except ValueError:
         return call, {}
     try:
-        if not _any_running():
+        if not any_running():
             return call, {}
         row = (Assignment.objects.filter(plan_id=plan_id)
                .values("experiment__name", "experiment__agent", "variant__name", "variant__system_prompt",

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from approvals import api as approvals
 from common.queues import Queue
-from experiments import config, judge, stats
+from experiments import config, hooks, judge, stats
 from experiments.models import HIGHER_IS_BETTER, Assignment, Experiment, ExperimentEvent, Status, Variant
 
 log = logging.getLogger("experiments")
@@ -99,6 +99,7 @@ def experiments_sync() -> int:
                 Variant.objects.update_or_create(experiment=experiment, name=variant_name, defaults={
                     "weight": variant.weight, "system_prompt": variant.system_prompt, "model": variant.model,
                     "agent": variant.agent, "template": variant.template})
+    hooks.forget()  # so this process sees what the file started at once
     return len(found.experiments)
 
 
@@ -124,8 +125,12 @@ def plan_variant(*, owner_id: int, template: str) -> Choice | None:
     when no running experiment covers it. A template's own experiment comes before one for every plan.
 
     Sticky per owner: a hash of experiment and owner picks the variant, so a person's plans all get the same
-    one (while the set of running variants stays the same); per plan: drawn afresh. Reads only."""
+    one (while the set of running variants stays the same); per plan: drawn afresh. Reads only. Whether any
+    experiment runs is known per process for EXPERIMENTS_RUNNING_TTL seconds (5), as for the agents' call
+    hook: an experiment started in the admin covers a process's new plans within that time."""
     _sync_once()
+    if not hooks.any_running():  # most of the time: no query per plan, one every few seconds per process
+        return None
     experiment = (Experiment.objects.filter(status=Status.RUNNING).filter(Q(template=template) | Q(template=""))
                   .order_by("-template", "name").first())
     if experiment is None:
