@@ -17,6 +17,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -293,8 +294,9 @@ def step_episode(outcome: StepOutcome) -> tuple[str, float] | None:
         text = "" if outcome.output is None else _text_of(outcome.output)
     else:
         text = outcome.error
-    default = 0.8 if outcome.status != "succeeded" else (0.6 if len(text) > 200 else 0.5)
-    significance = float(asked.get("significance", default))
+    significance = 0.8 if outcome.status != "succeeded" else (0.6 if len(text) > 200 else 0.5)
+    with suppress(TypeError, ValueError):  # an agent's word, not a reason to lose the plan's episodes
+        significance = float(asked.get("significance", significance))
     if significance < settings.MEMORY_EPISODE_MIN_SIGNIFICANCE or not text.strip():
         return None
     return (f"Step {outcome.key} ({outcome.agent}) {outcome.status}. Asked: {_prompt_of(outcome.input)[:400]}. "
@@ -305,12 +307,11 @@ EMBED_BATCH = 256  # texts per embedding call when a plan is archived
 
 
 def plan_archive(*, owner: Owner, plan_id: uuid.UUID, request: str, status: str, steps: list[StepOutcome],
-                 result: Any = None, remember: frozenset[str] = frozenset()) -> int:
+                 result: Any = None, remember: frozenset[str] = frozenset()) -> None:
     """The plan's end: an episode for each step of ``remember`` worth keeping (``step_episode``) and one for the
     plan (its request, outcome, steps and working memory), written together (embedded EMBED_BATCH at a time,
     inserted in one pipelined batch); then its scratchpad dropped. Idempotent: at most one episode per (plan,
-    step) and per plan, so a second call changes nothing. Returns the episodes added. Must not run in a
-    transaction."""
+    step) and per plan, so a second call changes nothing. Must not run in a transaction."""
     from memory.selectors import working_read
 
     scratch = working_read(owner=owner, plan_id=plan_id)
@@ -331,10 +332,8 @@ def plan_archive(*, owner: Owner, plan_id: uuid.UUID, request: str, status: str,
             for (key, agent, (_, significance)), text, vector in zip(episodes, texts, vectors, strict=True)]
     with connection.cursor() as cursor:  # then the scratchpad, which is in the plan's episode now
         cursor.executemany(_INSERT, rows)
-        added = cursor.rowcount
     WorkingEntry.objects.filter(owner_q(owner), plan_id=plan_id).delete()
     cache.invalidate(owner)
-    return added
 
 
 # --- maintenance ----------------------------------------------------------------------------------------

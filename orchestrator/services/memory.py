@@ -111,7 +111,7 @@ def plan_ended(plan_id: uuid.UUID) -> None:
             log.warning("orchestrator.memory.send_failed", extra={"plan_id": str(plan_id), "error": repr(exc)})
             plan_remember(plan_id=plan_id)
 
-    transaction.on_commit(send)
+    transaction.on_commit(send, robust=True)  # the plan has ended whatever happens to its memory
 
 
 def plan_remember(*, plan_id: uuid.UUID | None = None, step_id: uuid.UUID | None = None) -> None:

@@ -143,10 +143,12 @@ def test_the_budget_comes_from_the_agent_and_its_models_window() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_steps_episodes_wait_for_the_plans_end_and_archiving_twice_leaves_one_of_each(user: Any) -> None:
-    steps = [{"key": "a", "agent": "held"}, {"key": "b", "agent": "held"}, {"key": "quiet", "agent": "held"}]
+    steps = [{"key": "a", "agent": "held"}, {"key": "b", "agent": "held"}, {"key": "quiet", "agent": "held"},
+             {"key": "odd", "agent": "held"}]
     plan = plan_create(owner=user, request=REQUEST, steps=steps)
     ids = {s.key: s.id for s in plan.steps.all()}
-    for key, output in (("a", {"text": "Trams in Lisbon are yellow."}), ("quiet", None)):
+    odd = {"text": "An agent that says how much it matters in words.", "memory": {"significance": "high"}}
+    for key, output in (("a", {"text": "Trams in Lisbon are yellow."}), ("quiet", None), ("odd", odd)):
         services.step_claim(step_id=ids[key], attempt=1, worker="w")
         assert services.step_succeed(step_id=ids[key], attempt=1, output=output, usage=None)
     assert not MemoryItem.objects.filter(kind="episode", plan_id=plan.id).exists()  # the plan still runs
@@ -157,7 +159,8 @@ def test_steps_episodes_wait_for_the_plans_end_and_archiving_twice_leaves_one_of
         services.plan_remember(plan_id=plan.id)
 
     episodes = {e.step_key: e for e in MemoryItem.objects.filter(kind="episode", plan_id=plan.id)}
-    assert sorted(episodes) == ["", "a", "b"]  # a no-op success leaves no episode
+    assert sorted(episodes) == ["", "a", "b", "odd"]  # a no-op success leaves no episode
+    assert episodes["odd"].significance == 0.5  # "high" is not a number: the default holds
     assert (episodes["a"].significance, episodes["b"].significance, episodes[""].significance) == (0.5, 0.8, 1.0)
     text = api.memory_get(owner=api.Owner(user.pk), memory_id=episodes["b"].id).text
     assert text.startswith("Step b (held) failed.") and text.endswith("Answer: the tram was late")
