@@ -171,15 +171,16 @@ def celery_worker(django_db_setup: None, test_agents: str) -> Iterator[str]:
 
 
 _WORKER = {"started": False}
+HELD_AGENTS = ("held", "held_llm")  # on the "held" queue: no test worker consumes it
 _LIVE_WORKERS: dict[int, str] = {}  # pid -> node name of the test workers running now
 
 
 @pytest.fixture(autouse=True)
 def _settle_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
     """Once a test worker runs, a transactional test waits at its end until no step is queued or running
-    (except on the "held" queue, which no worker consumes), then, if a worker ran any of its steps, until the
-    workers are idle (one may still be writing a step's memory or archiving its plan): the database is emptied
-    between tests, and a TRUNCATE racing a write deadlocks."""
+    (except on the "held" queue, which no worker consumes), then, if a worker ran any of its steps or a plan
+    ended, until the workers are idle (one may still be writing a step's memory or archiving a plan): the
+    database is emptied between tests, and a TRUNCATE racing a write deadlocks."""
     marker = request.node.get_closest_marker("django_db")
     if not (marker and marker.kwargs.get("transaction")):
         yield
@@ -188,13 +189,14 @@ def _settle_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if not _WORKER["started"]:
         return
-    from orchestrator.models import Step
+    from orchestrator.models import Plan, Step
 
     deadline = time.monotonic() + 30
-    busy = Step.objects.filter(status__in=["queued", "running"]).exclude(agent="held")
+    busy = Step.objects.filter(status__in=["queued", "running"]).exclude(agent__in=HELD_AGENTS)
     while busy.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    if Step.objects.exclude(agent="held").exists():
+    # A plan that ended sends orchestrator.plan_remember, which a worker may still be running.
+    if Step.objects.exclude(agent__in=HELD_AGENTS).exists() or Plan.objects.filter(finished_at__isnull=False).exists():
         for name in list(_LIVE_WORKERS.values()):
             wait_idle(name, timeout=max(deadline - time.monotonic(), 1))
 
