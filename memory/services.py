@@ -255,14 +255,18 @@ def _prompt_of(step_input: dict[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(step_input, sort_keys=True, default=str)
 
 
+def _asked(outcome: StepOutcome) -> dict[str, Any]:
+    """The ``memory`` field of a step's output (what the agent asks memory to keep), or {}."""
+    field = outcome.output.get("memory") if isinstance(outcome.output, dict) else None
+    return field if isinstance(field, dict) else {}
+
+
 def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) -> Remembered:
     """What a finished step leaves in memory at once: its ``memory`` output field (``working``: {name: value}
     into the plan's scratchpad; ``facts``: [text] into semantic memory) and the facts extracted from its text,
     so the plan's next steps can find them. Its episode waits for the plan's end (``plan_archive``). Must not
     run in a transaction."""
-    output = outcome.output if isinstance(outcome.output, dict) else {}
-    field = output.get("memory")
-    asked: dict[str, Any] = field if isinstance(field, dict) else {}
+    asked = _asked(outcome)
     written = working_remember(owner=owner, plan_id=plan_id, outcome=outcome)
     facts = [str(f) for f in asked.get("facts") or [] if str(f).strip()]
     if outcome.status == "succeeded" and outcome.output is not None:
@@ -276,8 +280,7 @@ def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) -> 
 def working_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) -> tuple[str, ...]:
     """The ``working`` part of a step's ``memory`` output field ({name: value}) into the plan's scratchpad;
     the names written."""
-    field = outcome.output.get("memory") if isinstance(outcome.output, dict) else None
-    entries = field.get("working") if isinstance(field, dict) else None
+    entries = _asked(outcome).get("working")
     for name, value in (entries or {}).items():
         working_set(owner=owner, plan_id=plan_id, name=str(name), value=value, written_by=outcome.key)
     return tuple(str(name) for name in entries or {})
@@ -287,9 +290,7 @@ def step_episode(outcome: StepOutcome) -> tuple[str, float] | None:
     """A finished step's episode (its text and significance), or None if it is not worth keeping: no text (a
     no-op step), or a significance (0.5, 0.6 for a long answer, 0.8 for a failure, or what its output's
     ``memory.significance`` says) below MEMORY_EPISODE_MIN_SIGNIFICANCE."""
-    output = outcome.output if isinstance(outcome.output, dict) else {}
-    field = output.get("memory")
-    asked: dict[str, Any] = field if isinstance(field, dict) else {}
+    asked = _asked(outcome)
     if outcome.status == "succeeded":
         text = "" if outcome.output is None else _text_of(outcome.output)
     else:

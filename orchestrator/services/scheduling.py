@@ -16,7 +16,7 @@ from orchestrator.services import fairness, readiness
 from orchestrator.services.budgets import gate
 from orchestrator.services.dispatch import dispatch_on_commit
 from orchestrator.services.transitions import Moved, plan_locked, plan_transition, step_claimed, steps_transition
-from orchestrator.states import PLAN_TERMINAL, PlanStatus, StepStatus
+from orchestrator.states import PlanStatus, StepStatus
 
 
 @dataclass(frozen=True)
@@ -80,18 +80,16 @@ def finish(plan: Plan) -> None:
     plan_transition(plan, PlanStatus.SUCCEEDED, result=result)
 
 
-def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID],
-                  here: Here | None = None) -> tuple[bool, Moved | None]:
+def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID], here: Here | None = None) -> Moved | None:
     """After a success recorded under the shared lock (``steps._succeed_shared``): gate and queue what it
-    freed, or finish the plan if that success may have been its last step. Takes the plan lock; returns
-    whether the plan has ended, and the step claimed for ``here`` (see ``advance``). (If this never runs, a
-    worker died in between: the reconciler advances the plan.)"""
-    claimed = None
+    freed, or finish the plan if that success may have been its last step. Takes the plan lock; returns the
+    step claimed for ``here`` (see ``advance``). (If this never runs, a worker died in between: the reconciler
+    advances the plan.)"""
     with transaction.atomic():
         plan = plan_locked(plan_id)
         if plan.status == PlanStatus.RUNNING:
-            claimed = advance(plan, freed=freed, here=here)
-    return plan.status in PLAN_TERMINAL, claimed
+            return advance(plan, freed=freed, here=here)
+    return None
 
 
 def owner_release(*, plan_id: uuid.UUID) -> None:
@@ -104,11 +102,10 @@ def owner_release(*, plan_id: uuid.UUID) -> None:
                 advance(plan, freed=readiness.steps_ready(plan_id=plan.id))
 
 
-def plan_advance(*, plan_id: uuid.UUID) -> bool:
+def plan_advance(*, plan_id: uuid.UUID) -> None:
     """Recompute the plan's counts, queue whatever is ready and finish the plan if it is settled. Idempotent;
-    takes the plan lock. True if the plan has ended."""
+    takes the plan lock."""
     with transaction.atomic():
         plan = plan_locked(plan_id)
         if plan.status == PlanStatus.RUNNING:
             advance(plan)
-    return plan.status in PLAN_TERMINAL

@@ -181,8 +181,7 @@ def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any],
     # its own commit, so of two last steps ending at once at least one sees the other ended (the follow-up
     # checks again under the lock).
     if step.freed or (not step.blocked and readiness.plan_settled(plan_id=step.plan_id)):
-        _, claimed = plan_followup(plan_id=step.plan_id, freed=step.freed, here=here)
-        return Ended(True, claimed)
+        return Ended(True, plan_followup(plan_id=step.plan_id, freed=step.freed, here=here))
     return Ended(True)
 
 
