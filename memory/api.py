@@ -18,6 +18,7 @@ from memory.services import (
     reencrypt,
     retention_set,
     step_remember,
+    working_remember,
     working_set,
     working_update,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "step_remember",
     "tokens",
     "working_read",
+    "working_remember",
     "working_set",
     "working_update",
 ]

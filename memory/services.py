@@ -262,24 +262,22 @@ def _asked(outcome: StepOutcome) -> dict[str, Any]:
 
 
 def step_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) -> Remembered:
-    """What a finished step leaves in memory at once: its ``memory`` output field (``working``: {name: value}
-    into the plan's scratchpad; ``facts``: [text] into semantic memory) and the facts extracted from its text,
-    so the plan's next steps can find them. Its episode waits for the plan's end (``plan_archive``). Must not
-    run in a transaction."""
+    """The facts a finished step leaves in semantic memory: its ``memory`` output field's ``facts`` ([text])
+    and the facts extracted from its text. Its scratchpad entries are written before its outcome is recorded
+    (``working_remember``), its episode at the plan's end (``plan_archive``). Must not run in a transaction."""
     asked = _asked(outcome)
-    written = working_remember(owner=owner, plan_id=plan_id, outcome=outcome)
     facts = [str(f) for f in asked.get("facts") or [] if str(f).strip()]
     if outcome.status == "succeeded" and outcome.output is not None:
         facts += [f for f in extract.extract_facts(_text_of(outcome.output)) if f not in facts]
     added_facts = tuple(memory_add(owner=owner, kind=Kind.FACT, agent=outcome.agent, plan_id=plan_id,
                                    step_key=outcome.key, source=f"plan:{plan_id}/step:{outcome.key}", text=fact)
                         for fact in facts[:10])
-    return Remembered(added_facts, written)
+    return Remembered(added_facts)
 
 
 def working_remember(*, owner: Owner, plan_id: uuid.UUID, outcome: StepOutcome) -> tuple[str, ...]:
     """The ``working`` part of a step's ``memory`` output field ({name: value}) into the plan's scratchpad;
-    the names written."""
+    the names written. An upsert per name, so writing the same answer twice changes nothing but versions."""
     entries = _asked(outcome).get("working")
     for name, value in (entries or {}).items():
         working_set(owner=owner, plan_id=plan_id, name=str(name), value=value, written_by=outcome.key)

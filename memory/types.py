@@ -73,7 +73,6 @@ class StepOutcome:
 
 @dataclass(frozen=True)
 class Remembered:
-    """What finishing a step wrote to memory at once (its episode waits for the plan's end)."""
+    """The facts finishing a step wrote to memory (its episode waits for the plan's end)."""
 
     facts: tuple[Added, ...] = ()
-    working: tuple[str, ...] = ()

@@ -3,9 +3,10 @@
 * ``step_context``: before an LLM step's agent is called, its context is assembled by memory within the
   agent's token budget (``context_budget``; see ``context_budget``); what was included,
   recalled and cut is recorded as the step's ``step.context`` event (sizes, ids and reasons, no content).
-* ``step_finished``: after a step's outcome is recorded, what the plan's next steps may need of it at once:
-  its ``memory`` output field (scratchpad entries, facts) and the facts extracted from its text. Cheap when
-  there are none, which is most steps.
+* ``step_answered``: before a success is recorded, the scratchpad entries its ``memory`` output field asks
+  for, so that every step the success frees (claimed at once, on any worker) reads them.
+* ``step_finished``: after a step's outcome is recorded, the facts it leaves (its ``memory`` output field's
+  and those extracted from its text). Cheap when there are none, which is most steps.
 * ``plan_ended``: when a plan ends, however it ends (its last step, a cancel, a failure, the reconciler), the
   ``orchestrator.plan_remember`` task (``plan_remember``) writes its steps' episodes and its own, together,
   and drops its scratchpad. A step's episode waits for the plan's end because nothing needs it sooner: recall
@@ -82,9 +83,29 @@ def context_budget(options: dict[str, Any]) -> int:
 REMEMBER_TASK = "orchestrator.plan_remember"
 
 
+def step_answered(claimed: ClaimedStep, output: Any) -> None:
+    """Before a success is recorded, within the attempt's lease: the scratchpad entries its output asks for.
+    Written after the record, a step it frees could start on another worker and read the scratchpad first. If
+    the record then turns out stale, the entries stay: the agent did answer that, and the plan's archive, or
+    the scratchpad's TTL, ends them. Nothing to do for most outputs (a dictionary lookup)."""
+    if not (isinstance(output, dict) and isinstance(output.get("memory"), dict) and output["memory"].get("working")):
+        return
+    if not _worth(StepStatus.SUCCEEDED, output, claimed.agent):
+        return
+    outcome = memory.StepOutcome(claimed.key, claimed.agent, StepStatus.SUCCEEDED, output)
+    try:
+        memory.working_remember(owner=memory.Owner(user_id=_owner_id(claimed.plan_id)), plan_id=claimed.plan_id,
+                                outcome=outcome)
+    except (DomainError, Plan.DoesNotExist, TypeError, ValueError) as exc:  # not JSON: its record says so
+        log.warning("orchestrator.memory.working_failed", extra={"step_id": str(claimed.id),
+                                                                 "error": getattr(exc, "code", repr(exc))})
+    finally:
+        connection.close()
+
+
 def step_finished(claimed: ClaimedStep, *, status: str, output: Any, error: str) -> None:
-    """After the step's outcome is recorded: its ``memory`` output field and extracted facts, now (the plan's
-    next steps may read them). A success with no output and a memory step leave nothing."""
+    """After the step's outcome is recorded: the facts it leaves (they may need an embedding request). A
+    success with no output and a memory step leave nothing."""
     if not _worth(status, output, claimed.agent):
         return
     outcome = memory.StepOutcome(claimed.key, claimed.agent, str(status), output, error)

@@ -305,6 +305,8 @@ def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | No
     except Exception as exc:  # the agent boundary: a crash in agent code fails the step, visibly
         log.exception("orchestrator.step.agent_crashed", extra={"step_id": str(step_id), "attempt": attempt})
         return _failure(step_id, attempt, "agent.crashed", f"{type(exc).__name__}: {exc}")
+    # Its scratchpad entries before the success that frees the next steps (a database blip is retried).
+    durably(lambda: memory.step_answered(claimed, result.output), until=lambda: lease.valid_until, what="memory")
     usage = result.usage.as_dict() if result.usage is not None else {}
     if result.agent != claimed.agent:
         usage["agent"] = result.agent  # its fallback answered
@@ -384,7 +386,7 @@ def _run_claimed(claimed: ClaimedStep, worker: str) -> ClaimedStep | None:
     if not ended.recorded:
         return None
     _release(claimed.plan_id)
-    # What the plan's next steps may need of this one in memory (scratchpad entries, facts), before they run.
+    # The facts it leaves (an embedding request, so after the record: the plan's own steps do not recall them).
     memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error)
     mine = ended.claimed
     return _briefly(lambda: _with_context(mine), what="claim") if mine is not None else None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from memory import api
-from memory.models import MemoryItem
+from memory.models import MemoryItem, WorkingEntry
 from orchestrator import services
 from orchestrator.events import events_after
 from orchestrator.models import PlanEvent
@@ -169,13 +169,36 @@ def test_steps_episodes_wait_for_the_plans_end_and_archiving_twice_leaves_one_of
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("idle_worker")
+def test_a_steps_scratchpad_entries_are_written_before_the_steps_it_frees_can_start(user: Any) -> None:
+    """Before: they were written after the success was recorded, so a step it freed, started at once on another
+    worker, could read the scratchpad without them (seen in CI)."""
+    output = {"text": "noted", "memory": {"working": {"line": 28}}}
+    steps = [{"key": "note", "agent": "emit", "input": {"output": output}},
+             *({"key": f"read{i}", "agent": "memory", "input": {"action": "read"}, "depends_on": ["note"]}
+               for i in range(4)),
+             {"key": "wait", "agent": "held"}]  # keeps the plan, and so its scratchpad, open
+    plan = plan_create(owner=user, request="a scratchpad read by the next steps", steps=steps)
+    reads = plan.steps.filter(key__startswith="read")
+    deadline = time.monotonic() + 30
+    while reads.filter(status="succeeded").count() < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert [r.output["working"]["line"] for r in reads] == [{"value": 28, "version": 1}] * 4
+    entry = WorkingEntry.objects.get(plan_id=plan.id, name="line")
+    assert entry.updated_at <= plan.steps.get(key="note").finished_at
+    services.plan_cancel(plan_id=plan.id)
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("idle_worker")
 def test_a_cancelled_plan_is_archived_too_with_its_scratchpad(user: Any) -> None:
     """Before: only a plan whose last step ended was archived; a cancelled one left no episode, and its
     scratchpad waited for the TTL."""
     output = {"text": "Line 28 is the tourist line.", "memory": {"working": {"line": 28}}}
     steps = [{"key": "note", "agent": "emit", "input": {"output": output}}, {"key": "wait", "agent": "held"}]
     plan = plan_create(owner=user, request="a cancelled plan", steps=steps)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while plan.steps.get(key="note").status != "succeeded" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert api.working_read(owner=api.Owner(user.pk), plan_id=plan.id)["line"].value == 28
