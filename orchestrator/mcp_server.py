@@ -93,7 +93,7 @@ def build_server(*, stdio_user: User | None = None) -> MCPServer:
 
         user = who(ctx)
         plan = services.plan_create(owner=user, request=request, template=template, inputs=inputs, steps=steps)
-        return _json(PlanDetailSerializer(selectors.plan_get(user=user, plan_id=plan.id)).data)
+        return _json(PlanDetailSerializer(selectors.plan_detail(user=user, plan_id=plan.id)).data)
 
     @server.tool()
     @_tool
@@ -102,7 +102,7 @@ def build_server(*, stdio_user: User | None = None) -> MCPServer:
         from orchestrator import selectors
         from orchestrator.serializers import PlanDetailSerializer
 
-        return _json(PlanDetailSerializer(selectors.plan_get(user=who(ctx), plan_id=plan_id)).data)
+        return _json(PlanDetailSerializer(selectors.plan_detail(user=who(ctx), plan_id=plan_id)).data)
 
     @server.tool()
     @_tool
@@ -154,7 +154,7 @@ def build_server(*, stdio_user: User | None = None) -> MCPServer:
         plan = selectors.plan_get(user=user, plan_id=plan_id)
         body = editing.edit_parse({"add": add or [], "remove": remove or [], "change": change or {}})
         edits.plan_edit(plan_id=plan.id, edit=body, actor=user, version=version)
-        return _json(PlanDetailSerializer(selectors.plan_get(user=user, plan_id=plan.id)).data)
+        return _json(PlanDetailSerializer(selectors.plan_detail(user=user, plan_id=plan.id)).data)
 
     @server.tool()
     @_tool
@@ -170,7 +170,7 @@ def build_server(*, stdio_user: User | None = None) -> MCPServer:
         plan = selectors.plan_get(user=user, plan_id=plan_id)
         body = editing.rerun_parse({"input": input})
         edits.step_rerun(plan_id=plan.id, key=key, new_input=body.input, actor=user, version=version)
-        return _json(PlanDetailSerializer(selectors.plan_get(user=user, plan_id=plan.id)).data)
+        return _json(PlanDetailSerializer(selectors.plan_detail(user=user, plan_id=plan.id)).data)
 
     @server.tool()
     @_tool
@@ -182,7 +182,7 @@ def build_server(*, stdio_user: User | None = None) -> MCPServer:
         user = who(ctx)
         plan = selectors.plan_get(user=user, plan_id=plan_id)
         services.plan_retry(plan_id=plan.id, actor=user)
-        return _json(PlanDetailSerializer(selectors.plan_get(user=user, plan_id=plan.id)).data)
+        return _json(PlanDetailSerializer(selectors.plan_detail(user=user, plan_id=plan.id)).data)
 
     # memory: search and write your memory (memory/api.py), scoped to the token's user like the REST API.
     @server.tool()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import transaction
@@ -47,8 +48,9 @@ def _version(request: Request) -> int | None:
     return int(value)
 
 
-def _detail(request: Request, plan: Plan) -> Response:
-    plan = selectors.plan_get(user=request_user(request), plan_id=plan.id)
+def _detail(request: Request, plan_id: uuid.UUID | str) -> Response:
+    """The plan's detail, with its version as the ETag (for If-Match on its edits)."""
+    plan = selectors.plan_detail(user=request_user(request), plan_id=plan_id)
     response = Response(PlanDetailSerializer(plan).data)
     response["ETag"] = f'"{plan.version}"'
     return response
@@ -79,7 +81,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         body = PlanCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         plan = _create(request, body.validated_data)
-        plan = selectors.plan_get(user=request_user(request), plan_id=plan.id)
+        plan = selectors.plan_detail(user=request_user(request), plan_id=plan.id)
         return Response(PlanDetailSerializer(plan).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: PlanSerializer})
@@ -101,9 +103,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        response = super().retrieve(request, *args, **kwargs)
-        response["ETag"] = f'"{response.data["version"]}"'
-        return response
+        return _detail(request, self.kwargs["pk"])
 
     # --- editing a running plan, re-running from a step (issue 10; services/edits.py) -------------------
 
@@ -115,7 +115,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         plan = self.get_object()
         body = editing.edit_parse(request.data)
         edits.plan_edit(plan_id=plan.id, edit=body, actor=request_user(request), version=_version(request))
-        return _detail(request, plan)
+        return _detail(request, plan.id)
 
     @extend_schema(request=editing.AddStepsModel, responses={200: PlanDetailSerializer}, parameters=[IF_MATCH])
     @action(detail=True, methods=["post"], url_path="steps")
@@ -124,7 +124,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         plan = self.get_object()
         body = editing.EditModel(add=editing.add_parse(request.data).steps)
         edits.plan_edit(plan_id=plan.id, edit=body, actor=request_user(request), version=_version(request))
-        return _detail(request, plan)
+        return _detail(request, plan.id)
 
     @extend_schema(request=editing.StepChangeModel, responses={200: PlanDetailSerializer}, parameters=[IF_MATCH])
     @action(detail=True, methods=["patch"], url_path=f"steps/{STEP_KEY}")
@@ -134,7 +134,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         change = editing.change_parse(request.data)
         edits.plan_edit(plan_id=plan.id, edit=editing.EditModel(change={key: change}), actor=request_user(request),
                         version=_version(request))
-        return _detail(request, plan)
+        return _detail(request, plan.id)
 
     @extend_schema(request=None, responses={200: PlanDetailSerializer}, parameters=[IF_MATCH])
     @step_change.mapping.delete
@@ -143,7 +143,7 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         plan = self.get_object()
         edits.plan_edit(plan_id=plan.id, edit=editing.EditModel(remove=[key]), actor=request_user(request),
                         version=_version(request))
-        return _detail(request, plan)
+        return _detail(request, plan.id)
 
     @extend_schema(request=editing.RerunModel, responses={200: PlanDetailSerializer}, parameters=[IF_MATCH])
     @action(detail=True, methods=["post"], url_path=f"steps/{STEP_KEY}/rerun")
@@ -154,4 +154,4 @@ class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         body = editing.rerun_parse(request.data)
         edits.step_rerun(plan_id=plan.id, key=key, new_input=body.input, actor=request_user(request),
                          version=_version(request))
-        return _detail(request, plan)
+        return _detail(request, plan.id)

@@ -52,7 +52,7 @@ def test_plan_answers_are_what_freshly_built_drf_fields_give(user: Any) -> None:
     """The serializers build their fields once per class (serializers.FieldsOnce): same output as DRF's own."""
     from rest_framework import serializers
 
-    from orchestrator.selectors import plan_get
+    from orchestrator.selectors import plan_detail, plan_get
     from orchestrator.serializers import PlanDetailSerializer, PlanSerializer, StepSerializer
 
     class FreshSteps(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -76,3 +76,6 @@ def test_plan_answers_are_what_freshly_built_drf_fields_give(user: Any) -> None:
 
     assert PlanDetailSerializer(plan).data == FreshDetail(plan).data
     assert PlanDetailSerializer(plan).data == PlanDetailSerializer(plan).data  # the cached fields are reusable
+    # the detail's hand-written read (selectors.plan_detail) builds what the ORM builds
+    detail = PlanDetailSerializer(plan_detail(user=user, plan_id=plan.id)).data
+    assert detail == FreshDetail(plan).data and [s["key"] for s in detail["steps"]] == ["s0", "s1", "s2"]
