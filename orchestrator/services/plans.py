@@ -39,7 +39,7 @@ def _risk(spec: StepSpec) -> str:
     return max(agent_risk, spec.risk, key=lambda r: RISK_LEVELS.index(r) if r in RISK_LEVELS else 0)
 
 
-def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
+def _steps_add(plan: Plan, specs: list[StepSpec]) -> list[Step]:
     agents = {spec.agent: agent_get(spec.agent) for spec in specs}
     if any(spec.fan_out or spec.replan for spec in specs) and not plan.has_fan_out:  # issue 10 (growth.py)
         plan.has_fan_out = True
@@ -47,7 +47,7 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
     triggered = growth.trigger_steps(plan.template)
     # The counts of new steps among themselves; a plan that already has steps (growth) recomputes them all.
     counts = readiness.counts_of({spec.key: spec.depends_on for spec in specs})
-    Step.objects.bulk_create(
+    return Step.objects.bulk_create(
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
              risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out, replan=spec.replan,
              grows=spec.fan_out is not None or spec.replan or spec.key in triggered,
@@ -59,9 +59,12 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> None:
 
 
 def _start(plan: Plan, specs: list[StepSpec]) -> None:
-    _steps_add(plan, specs)
-    plan_transition(plan, PlanStatus.RUNNING, data={"steps": len(specs)})
-    advance(plan, freed=readiness.steps_ready(plan_id=plan.id))  # its roots: nothing has ended yet
+    """Add a plan's first steps and queue (or gate) its roots. A plan still ``planning`` (the LLM planner
+    answered) moves to running here; one created with its steps was created running."""
+    added = _steps_add(plan, specs)
+    if plan.status == PlanStatus.PLANNING:
+        plan_transition(plan, PlanStatus.RUNNING, data={"steps": len(specs)})
+    advance(plan, freed=[step.id for step in added if step.waiting_on == 0])  # its roots: nothing has ended yet
 
 
 def plan_create(*, owner: User, request: str, template: str = "",
@@ -87,14 +90,19 @@ def plan_create(*, owner: User, request: str, template: str = "",
         specs = planning.render(planning.parse_steps(steps), inputs)
         planning.validate(specs, known_agents=planning.known_agents())
     organisation_id = tenancy_of(owner).organisation_id  # the tenant owns the plan (a user's first use joins one)
+    # A plan given its steps starts as it is created: created running, its two events in one insert.
+    now, planned = timezone.now(), specs is None
     with transaction.atomic():
         plan = Plan.objects.create(owner=owner, organisation_id=organisation_id, request=request, template=template,
                                    inputs=inputs, budget_tokens=budget_tokens, budget_cost=budget_cost,
                                    cap_tokens=cap_tokens, cap_cost=cap_cost,
                                    max_replans=settings.ORCH_MAX_REPLANS if max_replans is None else max_replans,
-                                   planning_attempt=1 if specs is None else 0,
-                                   planning_queued_at=timezone.now() if specs is None else None)
-        events_record(plan_id=plan.id, items=[("plan.created", "", {"template": template})], actor=owner)
+                                   status=PlanStatus.PLANNING if planned else PlanStatus.RUNNING,
+                                   started_at=None if planned else now,
+                                   planning_attempt=1 if planned else 0, planning_queued_at=now if planned else None)
+        created = [("plan.created", "", {"template": template})]
+        events_record(plan_id=plan.id, actor=owner, items=created if planned else [
+            *created, ("plan.started", "", {"steps": len(specs or ())})])
         specs = experimenting.plan_assign(variant, plan=plan, specs=specs)  # experiments: record, swap agents
         if specs is None:
             planner_on_commit(plan.id, 1)
