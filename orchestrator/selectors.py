@@ -67,7 +67,9 @@ def plan_detail(*, user: User, plan_id: uuid.UUID | str) -> Plan:
         steps = [Step.from_db(connection.alias, step_fields, _converted(Step, r)) for r in cursor.fetchall()]
     plan = Plan.from_db(connection.alias, plan_fields, _converted(Plan, row[:-1]))
     plan.owner = User.from_db(connection.alias, ["id", "username"], [plan.owner_id, row[-1]])
-    loaded = Step.objects.none()  # what prefetch_related("steps") leaves: plan.steps.all() reads no more
+    # What prefetch_related("steps") leaves: plan.steps.all() reads no more. Its query is an empty one, built
+    # once (a queryset clones its query before changing it), so a filter chained on it finds nothing.
+    loaded: QuerySet[Step] = QuerySet(model=Step, query=_no_steps())
     loaded._result_cache, loaded._prefetch_done = steps, True  # type: ignore[attr-defined]
     plan._prefetched_objects_cache = {"steps": loaded}  # type: ignore[attr-defined]
     return plan
@@ -84,6 +86,11 @@ def _converted(model: type[Plan] | type[Step], row: tuple[Any, ...]) -> list[Any
 @cache
 def _converters(model: type[Plan] | type[Step]) -> list[tuple[int, Any]]:
     return [(i, f) for i, f in enumerate(model._meta.concrete_fields) if hasattr(f, "from_db_value")]
+
+
+@cache
+def _no_steps() -> Any:
+    return Step.objects.none().query
 
 
 @cache

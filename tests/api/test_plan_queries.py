@@ -79,3 +79,15 @@ def test_plan_answers_are_what_freshly_built_drf_fields_give(user: Any) -> None:
     # the detail's hand-written read (selectors.plan_detail) builds what the ORM builds
     detail = PlanDetailSerializer(plan_detail(user=user, plan_id=plan.id)).data
     assert detail == FreshDetail(plan).data and [s["key"] for s in detail["steps"]] == ["s0", "s1", "s2"]
+
+
+def test_a_plan_detail_read_by_hand_filters_nothing_in_by_mistake(user: Any) -> None:
+    """selectors.plan_detail's steps are a loaded queryset: a filter chained on it finds nothing rather than
+    every step of every plan (its query is an empty one)."""
+    from orchestrator.selectors import plan_detail
+
+    _plan(user, 2)
+    plan = plan_detail(user=user, plan_id=_plan(user, 3).id)
+
+    assert [s.key for s in plan.steps.all()] == ["s0", "s1", "s2"]
+    assert list(plan.steps.filter(key="s0")) == []
