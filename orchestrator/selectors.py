@@ -88,23 +88,39 @@ def _converters(model: type[Plan] | type[Step]) -> list[tuple[int, Any]]:
     return [(i, f) for i, f in enumerate(model._meta.concrete_fields) if hasattr(f, "from_db_value")]
 
 
+def steps_pending(step_ids: list[uuid.UUID]) -> list[Step]:
+    """Those of the given steps still pending, by key: what the gate judges when steps become ready (a
+    statement written once: it runs on a step path whenever a success frees a step, and at every create)."""
+    if not step_ids:
+        return []
+    select, step_fields = _steps_select()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{select} WHERE id = ANY(%s) AND status = 'pending' ORDER BY key", [list(step_ids)])
+        return [Step.from_db(connection.alias, step_fields, _converted(Step, r)) for r in cursor.fetchall()]
+
+
 @cache
 def _no_steps() -> Any:
     return Step.objects.none().query
 
 
 @cache
+def _steps_select() -> tuple[str, list[str]]:
+    """SELECT of every step column, and the field names in that order (the models' fields never change)."""
+    columns = ", ".join(f'"{f.column}"' for f in Step._meta.concrete_fields)
+    return f"SELECT {columns} FROM {Step._meta.db_table}", [f.attname for f in Step._meta.concrete_fields]
+
+
+@cache
 def _detail_sql() -> tuple[str, str, list[str], list[str]]:
     """The plan (with its owner's username) as ``plans_visible`` scopes it, and its steps in Step's order."""
     plan_fields = [f.attname for f in Plan._meta.concrete_fields]
-    step_fields = [f.attname for f in Step._meta.concrete_fields]
     plan_columns = ", ".join(f'p."{f.column}"' for f in Plan._meta.concrete_fields)
-    step_columns = ", ".join(f'"{f.column}"' for f in Step._meta.concrete_fields)
     plan_sql = (f"SELECT {plan_columns}, u.username FROM {Plan._meta.db_table} p "
                 f"JOIN {User._meta.db_table} u ON u.id = p.owner_id WHERE p.id = %s "
                 "AND (%s OR p.organisation_id = %s) AND (%s OR p.owner_id = %s)")
-    steps_sql = f"SELECT {step_columns} FROM {Step._meta.db_table} WHERE plan_id = %s ORDER BY queued_at, key"
-    return plan_sql, steps_sql, plan_fields, step_fields
+    select, step_fields = _steps_select()
+    return plan_sql, f"{select} WHERE plan_id = %s ORDER BY queued_at, key", plan_fields, step_fields
 
 
 def plan_get_for_change(*, user: User, plan_id: uuid.UUID | str) -> Plan:

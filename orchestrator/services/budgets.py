@@ -123,7 +123,7 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
     refused = False
     books: _Books | None = None
     policies = approvals.policies(organisation_id=plan.organisation_id)
-    for step in Step.objects.filter(id__in=ready, status=StepStatus.PENDING).order_by("key"):
+    for step in selectors.steps_pending(ready):
         # Its dependencies' outputs matter to an LLM's estimate and to a person deciding; load them only then.
         context = selectors.step_context(step) if agent_get(step.agent).kind == "llm" else None
         estimate = agent_estimate(step.agent, step.input, context or {})
