@@ -159,9 +159,10 @@ def test_two_concurrent_edits_of_one_version_one_wins(user: Any, fake_server: Fa
 
 
 def test_an_edit_racing_the_end_of_a_dependency_has_one_outcome(user: Any, fake_server: FakeServer) -> None:
-    gate = _gate()
+    gate, held = _gate(), _gate()  # ``held`` keeps the unedited second step (and so the plan) running
+    old_input = {"v": "old", "gate": held}
     steps = [{"key": "first", "agent": "remote", "input": {"gate": gate}},
-             {"key": "second", "agent": "remote", "input": {"v": "old"}, "depends_on": ["first"]}]
+             {"key": "second", "agent": "remote", "input": old_input, "depends_on": ["first"]}]
     plan = services.plan_create(owner=user, request="race the end", steps=steps)
     _held(fake_server, plan, "first")
     client = api_client(user)
@@ -169,6 +170,7 @@ def test_an_edit_racing_the_end_of_a_dependency_has_one_outcome(user: Any, fake_
     results = _race(lambda: fake_server.open_gate(gate),
                     lambda: client.patch(f"/api/plans/{plan.id}/steps/second/", {"input": {"v": "new"}},
                                          format="json"))
+    fake_server.open_gate(held)
 
     response = results[1]
     plan = wait_for_plan(plan.id)
@@ -178,7 +180,7 @@ def test_an_edit_racing_the_end_of_a_dependency_has_one_outcome(user: Any, fake_
         assert second.output["input"] == {"v": "new"} == second.input
     else:  # the step was queued first: the edit is refused, nothing of it written
         assert (response.status_code, response.json()["error"]["code"]) == (409, "step.not_pending")
-        assert second.output["input"] == {"v": "old"} == second.input
+        assert second.output["input"] == old_input == second.input
         assert not PlanEvent.objects.filter(plan=plan, type="plan.edited").exists()
     assert _calls(fake_server, plan) == {"first": 1, "second": 1}
 
