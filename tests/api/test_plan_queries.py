@@ -3,11 +3,14 @@ request, or one per step, shows here before it shows in requests per second."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from orchestrator import services
+from orchestrator.models import Step
 from tests.conftest import api_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +52,8 @@ def test_plan_create_takes_a_fixed_number_of_queries(user: Any, steps: int, djan
 
 
 def test_plan_answers_are_what_freshly_built_drf_fields_give(user: Any) -> None:
-    """The serializers build their fields once per class (serializers.FieldsOnce): same output as DRF's own."""
+    """The serializers build their fields once per class and read plain columns directly
+    (serializers.FieldsOnce): the same output as DRF's own."""
     from rest_framework import serializers
 
     from orchestrator.selectors import plan_detail, plan_get
@@ -72,6 +76,9 @@ def test_plan_answers_are_what_freshly_built_drf_fields_give(user: Any) -> None:
 
     plan = plan_get(user=user, plan_id=_plan(user, 3).id)
     services.plan_cancel(plan_id=plan.id, actor=user)  # finished_at, error fields, cancelled steps
+    Step.objects.filter(plan=plan, key="s0").update(  # every kind of value a step holds: JSON, decimal, times
+        output={"text": "done", "n": [1, 2.5, None]}, usage={"prompt_tokens": 3}, prompt_tokens=3,
+        completion_tokens=4, cost=Decimal("0.001250"), started_at=timezone.now(), finished_at=timezone.now())
     plan = plan_get(user=user, plan_id=plan.id)
 
     assert PlanDetailSerializer(plan).data == FreshDetail(plan).data
