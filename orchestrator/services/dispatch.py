@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from celery import current_app, group
+from celery import Signature, current_app
 from django.db import DatabaseError, transaction
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
@@ -41,9 +41,16 @@ def _send(send: Callable[[], object], *, what: str, mark_unsent: Callable[[], ob
     return False
 
 
+def _publish(signatures: list[Signature]) -> None:
+    """Publish the messages in one Redis round trip (kombu's producer batch: one pipeline, sent at its exit)."""
+    with current_app.producer_or_acquire() as producer, producer.batch():
+        for signature in signatures:
+            signature.apply_async(producer=producer)
+
+
 def send_steps(moved: list[Moved]) -> bool:
-    """Publish one run_step message per step (a Celery group when there are several). False if the broker
-    could not take them: they are then marked ``unsent`` for the reconciler."""
+    """Publish one run_step message per step, all in one round trip. False if the broker could not take
+    them: they are then marked ``unsent`` for the reconciler."""
     if not moved:
         return True
     signatures = [
@@ -54,7 +61,7 @@ def send_steps(moved: list[Moved]) -> bool:
         for step in moved
     ]
     sent = _send(
-        (signatures[0].apply_async if len(signatures) == 1 else group(signatures).apply_async),
+        lambda: _publish(signatures),
         what=f"{len(moved)} step(s) of plan {moved[0].plan_id}",
         mark_unsent=lambda: Step.objects.filter(id__in=[s.id for s in moved]).update(unsent=True),
     )
