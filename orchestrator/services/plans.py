@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from agents.api import agent_get
 from approvals import api as approvals
+from common.bulk import copy_insert
 from common.errors import Conflict
 from orchestrator import experimenting, planning
 from orchestrator.models import Plan, Step
@@ -47,7 +48,7 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> list[Step]:
     triggered = growth.trigger_steps(plan.template)
     # The counts of new steps among themselves; a plan that already has steps (growth) recomputes them all.
     counts = readiness.counts_of({spec.key: spec.depends_on for spec in specs})
-    return Step.objects.bulk_create(
+    return copy_insert([
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
              risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out, replan=spec.replan,
              grows=spec.fan_out is not None or spec.replan or spec.key in triggered,
@@ -55,7 +56,7 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> list[Step]:
              timeout=agents[spec.agent].timeout, deadline=agents[spec.agent].deadline,
              max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
         for spec in specs
-    )
+    ])
 
 
 def _start(plan: Plan, specs: list[StepSpec]) -> None:
