@@ -23,7 +23,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 SERVICES = ["step_claim", "_step_end", "steps_transition", "events_record", "advance", "steps_ready",
             "graph_refresh", "plan_settled", "gate", "totals_add", "finish", "send_steps", "plan_advance",
-            "durably", "agent_run", "outputs_of", "_succeed_shared", "plan_followup"]
+            "durably", "agent_run", "_succeed_shared", "plan_followup"]
 LOCKS = ["plan_locked", "plan_of_step_locked"]
 _totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 _mutex = threading.Lock()

@@ -153,10 +153,3 @@ def step_context(step: Step) -> dict[str, Any]:
     if not step.depends_on:
         return {}
     return dict(Step.objects.filter(plan_id=step.plan_id, key__in=step.depends_on).values_list("key", "output"))
-
-
-def outputs_of(*, plan_id: uuid.UUID, keys: list[str]) -> dict[str, Any]:
-    """The outputs of the named steps of a plan, by key."""
-    if not keys:
-        return {}
-    return dict(Step.objects.filter(plan_id=plan_id, key__in=keys).values_list("key", "output"))

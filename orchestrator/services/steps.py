@@ -26,7 +26,7 @@ from tenacity.stop import stop_base
 from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_run
 from common.edge import storable
 from common.logging import bind, unbind
-from orchestrator import experimenting, selectors
+from orchestrator import experimenting
 from orchestrator.models import Step
 from orchestrator.services import growth, leases, memory, readiness
 from orchestrator.services.budgets import totals_add
@@ -100,10 +100,8 @@ def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep 
 
 
 def _with_context(step: Moved) -> ClaimedStep:
-    """A step just claimed, with its dependencies' outputs (read with no transaction: succeeded outputs never
-    change)."""
-    context = selectors.outputs_of(plan_id=step.plan_id, keys=step.depends_on)
-    return ClaimedStep(step.id, step.plan_id, step.key, step.agent, step.attempt, step.input, context,
+    """A step just claimed, with its dependencies' outputs (which its claim read)."""
+    return ClaimedStep(step.id, step.plan_id, step.key, step.agent, step.attempt, step.input, step.context or {},
                        step.timeout, step.deadline)
 
 
@@ -389,4 +387,4 @@ def _run_claimed(claimed: ClaimedStep, worker: str) -> ClaimedStep | None:
     # The facts it leaves (an embedding request, so after the record: the plan's own steps do not recall them).
     memory.step_finished(claimed, status=outcome.status, output=outcome.output, error=outcome.error)
     mine = ended.claimed
-    return _briefly(lambda: _with_context(mine), what="claim") if mine is not None else None
+    return _with_context(mine) if mine is not None else None

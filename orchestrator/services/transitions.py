@@ -68,6 +68,11 @@ _FREED_COLUMNS = """
                                                  AND f.key = ANY(moved.dependents)),"""
 _NO_FREED_COLUMNS = """
                '{}'::uuid[], false, false,"""
+# What a claim reports: its dependencies' outputs by key (they succeeded before it was queued, so they are
+# final), read by the statement that claims it rather than by a query of their own.
+_CONTEXT_COLUMN = f"""
+               (SELECT jsonb_object_agg(d.key, d.output) FROM {_STEP} d
+                WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.depends_on)),"""
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class Moved:
     # Not every dependent it names was counted down: the plan's structure changed while the statement waited
     # for its lock (a dependent added since its snapshot). The counts must be recomputed (a full advance).
     recount: bool = False
+    # A claim only (a move to running): the outputs of its dependencies, by key (what its agent is given).
+    context: dict[str, Any] | None = None
 
 
 def events_record(*, plan_id: uuid.UUID, items: list[tuple[str, str, dict[str, Any]]],
@@ -173,7 +180,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
         ), """
         where += " AND NOT grows AND EXISTS (SELECT 1 FROM shared)"  # the plan of the one step moved
         params = [step_ids[0], *params]
-    succeeded = to == StepStatus.SUCCEEDED
+    succeeded, claims = to == StepStatus.SUCCEEDED, to == StepStatus.RUNNING
     event_type, extra, now = event or EVENT_FOR_STATUS[to], event_data or {}, timezone.now()
     params += [event_type, Jsonb(extra), actor.pk if actor else None, now]
     sql = f"""
@@ -188,7 +195,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
         ){_FREED if succeeded else ""}
         SELECT moved.id, moved.plan_id, moved.key, moved.agent, moved.attempt, moved.input, moved.depends_on,
                moved.timeout, moved.deadline,{_FREED_COLUMNS if succeeded else _NO_FREED_COLUMNS}
-               recorded.id
+               {_CONTEXT_COLUMN if claims else "NULL,"} recorded.id
         FROM moved JOIN recorded ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -196,7 +203,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     # Django has psycopg hand jsonb back as text (JSONField decodes it); so does this raw cursor.
     moved = [Moved(id=row[0], plan_id=row[1], key=row[2], agent=row[3], attempt=row[4], input=json.loads(row[5]),
                    depends_on=row[6], timeout=row[7], deadline=row[8], freed=tuple(row[9]), blocked=row[10],
-                   recount=row[11])
+                   recount=row[11], context=json.loads(row[12] or "{}") if claims else None)
              for row in rows]
     events.publish_on_commit(
         PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,
