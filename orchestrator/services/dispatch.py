@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from celery import Signature, current_app
 from django.db import DatabaseError, transaction
+from kombu.exceptions import BatchPublishError  # type: ignore[attr-defined]  # kombu 5.7; its stubs predate it
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
@@ -25,7 +26,9 @@ log = logging.getLogger("orchestrator")
 
 RUN_STEP_TASK = "orchestrator.run_step"
 PLAN_GENERATE_TASK = "orchestrator.plan_generate"
-SEND_ERRORS = (BrokerError, RedisError, OSError)
+# BatchPublishError: a batch's pipeline failed, so which of its messages Redis took is unknown; all are marked
+# unsent and sent again (a duplicate message is a no-op: only the delivery that claims the step's attempt runs).
+SEND_ERRORS = (BrokerError, BatchPublishError, RedisError, OSError)
 
 
 def _send(send: Callable[[], object], *, what: str, mark_unsent: Callable[[], object]) -> bool:
