@@ -33,13 +33,13 @@ def copy_insert[M: Model](objs: list[M]) -> list[M]:
     if not objs:
         return objs
     sql, fields = _statement(type(objs[0]))
-    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each value's preparation reads its attributes
-    with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the proxy: each value's preparation reads it
+    with db.cursor() as cursor:
         logged = getattr(cursor, "debug_sql", None)  # Django's query log, when it is on (DEBUG, tests)
-        with logged(sql) if logged is not None else nullcontext(), connection.wrap_database_errors, \
+        with logged(sql) if logged is not None else nullcontext(), db.wrap_database_errors, \
                 cursor.cursor.copy(sql) as copy:
             for obj in objs:
                 copy.write_row([f.get_db_prep_save(getattr(obj, f.attname), db) for f in fields])
     for obj in objs:
-        obj._state.adding, obj._state.db = False, connection.alias
+        obj._state.adding, obj._state.db = False, db.alias
     return objs
