@@ -16,11 +16,11 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from psycopg_pool import ConnectionPool
 from redis import connection as _redis_connection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from common import dbpool
 from config import services
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -112,9 +112,10 @@ if "host" in _db.get("OPTIONS", {}):  # a Unix-socket URL (the embedded server):
     _db["HOST"] = _db["OPTIONS"].pop("host")
 # Django's native psycopg pool: a worker thread borrows a connection only while it talks to the database,
 # so hundreds of agent threads waiting on LLMs hold no connection (see orchestrator/tasks.py).
-# ``check``: a connection is tested before it is handed out, so after a database restart no dead one is.
+# ``check``: a connection is tested before it is handed out, so after a database restart no dead one is
+# (common/dbpool.py: by a round trip only when the socket or the time since the last one calls for it).
 _db.setdefault("OPTIONS", {})["pool"] = {
-    "check": ConnectionPool.check_connection,
+    "check": dbpool.check,
     "min_size": 1,
     "max_size": env_int("DB_POOL_MAX_SIZE", 10),
     # A request waits this long for a connection; while the database is down it then answers 503.
