@@ -4,21 +4,27 @@ One SSE channel per plan (``plan-<uuid>``). There is one copy of each event: the
 ``services.events_record`` writes. ``streams.live`` serves those rows (so a client resumes with
 ``Last-Event-ID`` from any event it saw, for as long as the plan exists, and the stream's ids are the rows'
 ids, the same ids the REST snapshot reports), and ``publish_on_commit`` announces new rows once their
-transaction has committed: one Redis PUBLISH per transaction, each event's payload serialized once, here
-(``streams.hub`` fans it out in every web process).
+transaction has committed: each event's payload serialized once, here, and sent by a thread of the process's
+own, which joins whatever transactions committed meanwhile into one Redis PUBLISH (``streams.hub`` fans it
+out in every web process). So a step's end does not wait on Redis, and a busy worker sends one message for
+many step ends.
 
 The schema is documented in docs/events.md; ``payload`` is the only place that shapes an event for clients.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import cache
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from django.conf import settings
@@ -121,7 +127,7 @@ def publish_on_commit(events: Iterable[PlanEvent]) -> None:
     """
     stored = list(events)
     if stored:
-        transaction.on_commit(lambda: _publish(stored), robust=True)
+        transaction.on_commit(lambda: _announce(stored), robust=True)
         for hook in _RECORDED_HOOKS:  # issue 11: webhooks (integrations), after commit, never raising
             transaction.on_commit(lambda hook=hook: hook(stored), robust=True)  # type: ignore[misc]
 
@@ -160,6 +166,64 @@ def decode(message: bytes) -> list[tuple[str, int, str, str]]:
     return events
 
 
+# The announcements waiting for this process's publisher thread (started on first use, again in a forked child).
+_outbox: SimpleQueue[list[PlanEvent]] = SimpleQueue()
+_publisher_pid = 0
+_publisher_lock = threading.Lock()
+PUBLISH_BATCH = 500  # events at most in one message
+
+
+def _announce(events: list[PlanEvent]) -> None:
+    """Hand committed events to the publisher thread (never blocks on Redis)."""
+    global _publisher_pid
+
+    if _publisher_pid != os.getpid():
+        with _publisher_lock:
+            if _publisher_pid != os.getpid():
+                threading.Thread(target=_publisher, name="events-publisher", daemon=True).start()
+                _publisher_pid = os.getpid()
+    _outbox.put(events)
+
+
+def _publisher() -> None:
+    """Publish what the outbox holds, oldest first: what arrived while the last PUBLISH was sent goes out
+    together in the next one."""
+    while True:
+        batch = _outbox.get()
+        while len(batch) < PUBLISH_BATCH:
+            try:
+                batch = batch + _outbox.get_nowait()
+            except Empty:
+                break
+        try:
+            _publish(batch)
+        except Exception:  # the thread must outlive anything: a lost announcement is caught up from storage
+            log.exception("orchestrator.events.publisher_failed")
+
+
+def _reset_after_fork() -> None:
+    global _outbox, _publisher_pid, _publisher_lock
+
+    # The parent's thread is not in the child, and a lock it held at the fork would stay held there.
+    _outbox, _publisher_pid, _publisher_lock = SimpleQueue(), 0, threading.Lock()
+
+
+def _flush() -> None:
+    """At exit: send what the publisher thread has not taken yet (a warm shutdown loses no announcement)."""
+    batch: list[PlanEvent] = []
+    while True:
+        try:
+            batch += _outbox.get_nowait()
+        except Empty:
+            break
+    if batch:
+        _publish(batch)
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+atexit.register(_flush)
+
+
 def _publish(events: list[PlanEvent]) -> None:
     global _paused_until
 
@@ -175,9 +239,12 @@ def _publish(events: list[PlanEvent]) -> None:
                     extra={"plan_id": str(events[0].plan_id), "event_id": events[0].id, "events": len(events)})
 
 
+PUBLISH_TIMEOUT = 2.0  # seconds a PUBLISH may take: a Redis that accepts and never answers pauses publishing
+
+
 @cache
 def _redis() -> Redis:
-    return Redis(**settings.STREAMS_REDIS)
+    return Redis(**{**settings.STREAMS_REDIS, "socket_timeout": PUBLISH_TIMEOUT})
 
 
 def _actor_name(event: PlanEvent) -> str | None:

@@ -5,8 +5,8 @@ stream through ``call_soon_threadsafe`` (a write to the loop's self-pipe per str
 event again for every stream, and re-reads the database whenever a stream falls behind. With 500 streams on one
 process that cost a p50 of 662 ms. Here everything runs on the process's event loop, without locks:
 
-* the publisher (``orchestrator.events``) sends one Redis message per committed transaction, with each event's
-  JSON payload already serialized (``orchestrator.events.encode``);
+* the publisher (``orchestrator.events``) sends one Redis message for the transactions that committed since its
+  last, with each event's JSON payload already serialized (``orchestrator.events.encode``);
 * the hub renders each event's SSE frame once (``Frame``: the project's names and the guide's), and gives the
   same bytes to every stream of that plan: a list append and an ``asyncio.Event.set`` per stream;
 * a stream that wakes writes everything queued for it as one chunk.
