@@ -91,6 +91,7 @@ class McpAgentModel(EgressModel):
 class PythonAgentModel(AgentModel):
     kind: Literal["python"]
     callable: str
+    inline: bool = False  # run in the worker's thread: no timeout enforced (agents/kinds/python.py)
 
 
 class MemoryAgentModel(AgentModel):

@@ -95,6 +95,13 @@ agents:
     timeout: 0.5
     retries: 2
     max_concurrency: 2
+  where:
+    kind: python
+    callable: tests.agents.hang.where  # names the thread it ran in
+  where_inline:
+    kind: python
+    callable: tests.agents.hang.where
+    inline: true
   # issue 10 (tests/orchestrator/test_dynamic.py): a step whose output the test chooses (spawn, fan-out)
   emit:
     kind: python

@@ -88,3 +88,21 @@ def test_a_hung_python_agent_times_out_without_a_thread_per_attempt() -> None:
         assert hung_threads() <= 2  # its pool (max_concurrency 2), however many tries hung
     finally:
         hang.released.set()
+
+
+def test_an_inline_python_agent_runs_in_the_callers_thread_and_fails_the_same_way() -> None:
+    import threading
+
+    from agents.errors import AgentError
+
+    def call(name: str, input: dict[str, Any]) -> Any:
+        return agent_run(name=name, call=AgentCall(plan_id="p", step_id="s", step_key="k", attempt=1,
+                                                   input=input, context={}, timeout=5)).output
+
+    here = threading.current_thread().name
+    assert call("where_inline", {}) == {"thread": here}
+    assert call("where", {})["thread"].startswith("agent-where")  # its own pool otherwise
+    for name in ("where", "where_inline"):
+        with pytest.raises(AgentError) as failed:
+            call(name, {"fail": 1})
+        assert failed.value.code == "agent.python_error" and "asked to fail" in failed.value.message
