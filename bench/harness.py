@@ -173,7 +173,7 @@ class Harness:
             print(f"bench: no {spy} (pip install py-spy): timers only, no sampling profile", flush=True)
         elif profile:  # py-spy samples the worker until it exits; see bench/instrument.py for the timers
             worker.profiler = subprocess.Popen(
-                [str(spy), "record", "-p", str(process.pid), "--gil", "-f",
+                [str(spy), "record", "-p", str(process.pid), *os.environ.get("SPYARGS", "--gil").split(), "-f",
                  "raw", "-r", "200", "--nonblocking", "-o", str(WORK_DIR / f"profile-{label}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return worker

@@ -4,6 +4,9 @@ holding the GIL is sampled, so shares are shares of the worker's Python time). C
 
     python -m bench.profile bench/.work/profile-overhead.txt            # functions by inclusive share
     python -m bench.profile bench/.work/profile-overhead.txt _step_end  # what _step_end's time is spent in
+
+``SPYARGS`` replaces ``--gil`` in py-spy's arguments: ``SPYARGS="--idle --threads"`` samples every thread, waiting
+or not, so a thread's wall time shows (the worker's consumer thread spends most of it on Redis round trips).
 """
 
 from __future__ import annotations
