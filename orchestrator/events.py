@@ -248,7 +248,9 @@ def _redis() -> Redis:
 
 
 def _actor_name(event: PlanEvent) -> str | None:
-    actor = event.actor if event.actor_id else None  # set on the instance by events_record: no query
+    # Set on the instance by whoever recorded it. Never a query: this runs on the publisher thread, which must
+    # not open a connection of its own (nothing would give it back to the pool).
+    actor = event.actor if event.actor_id and PlanEvent.actor.is_cached(event) else None
     return actor.get_username() if actor is not None else None
 
 
