@@ -189,16 +189,22 @@ def _publisher() -> None:
     """Publish what the outbox holds, oldest first: what arrived while the last PUBLISH was sent goes out
     together in the next one."""
     while True:
-        batch = _outbox.get()
-        while len(batch) < PUBLISH_BATCH:
-            try:
-                batch = batch + _outbox.get_nowait()
-            except Empty:
-                break
+        batch = _more(_outbox.get())
         try:
             _publish(batch)
         except Exception:  # the thread must outlive anything: a lost announcement is caught up from storage
             log.exception("orchestrator.events.publisher_failed")
+
+
+def _more(first: list[PlanEvent]) -> list[PlanEvent]:
+    """A new list of ``first`` and what the outbox holds now, up to about PUBLISH_BATCH events (never waits)."""
+    batch = list(first)
+    while len(batch) < PUBLISH_BATCH:
+        try:
+            batch.extend(_outbox.get_nowait())
+        except Empty:
+            break
+    return batch
 
 
 def _reset_after_fork() -> None:
@@ -210,13 +216,7 @@ def _reset_after_fork() -> None:
 
 def _flush() -> None:
     """At exit: send what the publisher thread has not taken yet (a warm shutdown loses no announcement)."""
-    batch: list[PlanEvent] = []
-    while True:
-        try:
-            batch += _outbox.get_nowait()
-        except Empty:
-            break
-    if batch:
+    while batch := _more([]):
         _publish(batch)
 
 
