@@ -227,6 +227,21 @@ class Harness:
             found["worker"] = cpu(worker.process.pid)
         return found
 
+    def settle(self, queue: str = "agents", *, timeout: float = 120) -> None:
+        """Wait until the worker has taken and acknowledged every message of ``queue`` (the list is empty and
+        kombu's unacked set too), then 0.2 s more. A plan can end before its worker is done with its
+        messages: a step run by a thread that pulled it from the database still has a message on its way,
+        which costs a no-op claim. Measuring CPU after this charges those messages to the plan that sent them,
+        and the next run starts on an idle worker."""
+        import redis
+        from django.conf import settings
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        deadline = time.monotonic() + timeout
+        while (client.llen(queue) or client.hlen("unacked")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+
     # --- plans ----------------------------------------------------------------------------------------
 
     def wait_plan(self, plan_id: uuid.UUID, *, timeout: float = 60, poll: float = 0.02) -> Any:

@@ -36,7 +36,7 @@ def once(h: Harness, worker: Worker) -> Run:
     cpu = h.cpu_seconds(worker)["worker"]
     plan = plan_create(owner=h.user, request="bench io-bound", steps=steps)
     plan = h.wait_plan(plan.id, timeout=120)
-    time.sleep(0.2)  # let the last acks settle before reading the worker's CPU time
+    h.settle()  # every message handled (acks, no-op claims) before reading the worker's CPU time
     start = plan.started_at.timestamp()
     last_start = max(started for _, started, _ in h.steps_timing(plan.id)) - start
     return Run(plan.finished_at.timestamp() - start, last_start, h.cpu_seconds(worker)["worker"] - cpu)

@@ -55,7 +55,7 @@ def measured(h: Harness, worker: Worker, fn: Callable[[Harness, int], float], wi
     """Run ``fn`` and add the worker's and Postgres' CPU ms per step to ``cpu``."""
     before = h.cpu_seconds(worker)
     seconds = fn(h, width)
-    time.sleep(0.2)  # let the worker settle (acks, result writes) before reading its CPU time
+    h.settle()  # every message handled (acks, result writes, no-op claims) before reading the CPU time
     after = h.cpu_seconds(worker)
     for name in after:
         cpu[name].append((after[name] - before[name]) / (width + 1) * 1000)

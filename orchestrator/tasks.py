@@ -24,7 +24,11 @@ def _worker_name(hostname: str | None) -> str:
 @shared_task(name="orchestrator.run_step", queue=Queue.AGENTS, bind=True, acks_late=True,
              reject_on_worker_lost=True, ignore_result=True)
 def run_step(self, step_id: str, attempt: int) -> None:  # type: ignore[no-untyped-def]
-    services.step_run(step_id=uuid.UUID(step_id), attempt=attempt, worker=_worker_name(self.request.hostname))
+    # The queue it came from (its routing key: each queue is bound by its own name), which this worker
+    # consumes: the thread may go on with that queue's oldest queued steps (services.step_run).
+    queue = (self.request.delivery_info or {}).get("routing_key") or None
+    services.step_run(step_id=uuid.UUID(step_id), attempt=attempt, worker=_worker_name(self.request.hostname),
+                      queue=queue)
 
 
 @shared_task(name="orchestrator.plan_generate", queue=Queue.AGENTS, bind=True, acks_late=True,

@@ -17,13 +17,14 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 from tenacity.stop import stop_base
 
-from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_run
+from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_list, agent_run
 from common.edge import storable
 from common.logging import bind, unbind
 from orchestrator import experimenting
@@ -36,6 +37,7 @@ from orchestrator.services.transitions import (
     events_record,
     plan_of_step_locked,
     step_claimed,
+    step_claimed_oldest,
     steps_transition,
 )
 from orchestrator.states import PlanStatus, StepStatus
@@ -94,7 +96,7 @@ def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep 
     the hottest path). It sets the lease and the run's deadline. Must not be called inside a transaction."""
     step = step_claimed(step_id=step_id, attempt=attempt, worker=worker)
     if step is None:
-        log.info("orchestrator.step.claim_noop", extra={"step_id": str(step_id), "attempt": attempt})
+        log.debug("orchestrator.step.claim_noop", extra={"step_id": str(step_id), "attempt": attempt})
         return None
     return _with_context(step)
 
@@ -332,24 +334,49 @@ def _release(plan_id: uuid.UUID) -> None:
         connection.close()
 
 
-def step_run(*, step_id: uuid.UUID, attempt: int, worker: str) -> None:
+def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None = None) -> None:
     """One delivery of a step: claim it (a duplicate or stale delivery stops here), call its agent while
     the heartbeat keeps the lease, record the outcome. Must not be called inside a transaction.
 
-    When its success frees steps on this worker's queue, the first of them is claimed for this thread in the
-    transaction that queues it (``scheduling.Here``), with no message, and run here next (and so on down a
-    chain). That takes the broker's round trip, and a second thread's no-op claim, off a DAG's critical path;
-    the database still decides.
+    The thread then goes on with more work while there is some, each run claimed by the database:
+    - a step its success freed on this worker's queue, claimed for this thread in the transaction that
+      queues it (``scheduling.Here``), with no message, and so on down a chain. That takes the broker's round
+      trip, and a second thread's no-op claim, off a DAG's critical path;
+    - else, when ``queue`` is given (the queue this delivery came from, so one this worker consumes), the step
+      of that queue queued longest (``transitions.step_claimed_oldest``). Its message, when it comes, is a
+      no-op claim that pulls the next one in turn. So a wide fan-out runs as fast as the threads can claim
+      from Postgres, not at the pace of the broker's deliveries (the worker's consumer thread spends three
+      Redis round trips on each). A worker asked to stop takes nothing more.
+    The database still decides: every run is a conditional claim of a queued step at its current attempt.
 
     Raises a database error only when recording failed for as long as the lease held: the reconciler then
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
     claimed = _briefly(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
-    while claimed is not None:
-        ids = bind(step_id=str(claimed.id), attempt=claimed.attempt)  # log lines name the step running now
+    while True:
+        if claimed is None:
+            if queue is None or _stopping():
+                return
+            claimed = _briefly(lambda: _claim_oldest(queue, worker), what="claim")
+            if claimed is None:
+                return
+        ids = bind(plan_id=str(claimed.plan_id), step_id=str(claimed.id), attempt=claimed.attempt)
         try:
             claimed = _run_claimed(claimed, worker)
         finally:
             unbind(ids)
+
+
+def _claim_oldest(queue: str, worker: str) -> ClaimedStep | None:
+    agents = [spec.name for spec in agent_list() if spec.queue == queue]
+    step = step_claimed_oldest(agents=agents, worker=worker) if agents else None
+    return _with_context(step) if step is not None else None
+
+
+def _stopping() -> bool:
+    """The worker this thread runs in is shutting down (Celery's warm or cold shutdown)."""
+    # Celery sets these to an exit code (0 for a plain warm shutdown), so only None and False mean "running".
+    return any(flag is not None and flag is not False for flag in (worker_state.should_stop,
+                                                                    worker_state.should_terminate))
 
 
 def _briefly[T](action: Callable[[], T], *, what: str) -> T:

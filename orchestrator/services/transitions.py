@@ -120,7 +120,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
                      fields: dict[str, Any] | None = None,
                      run_started_at: datetime | None = None, event: str | None = None,
                      event_data: dict[str, Any] | None = None, actor: User | None = None,
-                     plan_shared: bool = False) -> list[Moved]:
+                     plan_shared: bool = False, oldest_of: list[str] | None = None) -> list[Moved]:
     """Move the given steps from one of ``sources`` to ``to``; return those that moved.
 
     The caller names the statuses it expects the steps in (each move must be one the state machine
@@ -135,13 +135,16 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     it freed. ``plan_shared`` (the fast path of a success, run in autocommit): the statement itself first
     locks the plan's row FOR SHARE, and moves only steps of a running plan that cannot grow (rule 2 in
     ``services/__init__.py``).
+
+    ``oldest_of`` (agent names; ``step_ids`` is then empty): move the step of those agents that has been
+    queued longest and that no other statement is claiming at this moment (``FOR UPDATE SKIP LOCKED``), if any.
     """
     step_ids = list(step_ids)
     source_list = [StepStatus(s) for s in sources]
     for source in source_list:
         if to not in STEP_TRANSITIONS[source]:
             raise InvalidTransition(f"a {source} step cannot become {to}")
-    if not step_ids or not source_list:
+    if not (step_ids or oldest_of) or not source_list:
         return []
     sets: list[str] = ["status = %s"]
     params: list[Any] = [str(to)]
@@ -160,7 +163,12 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     # a 200-wide plan): a cost per step that grows with the work in flight.
     where = "(status || '') = ANY(%s)"
     params.append([str(s) for s in source_list])
-    if isinstance(attempt, list):
+    if oldest_of is not None:
+        # The one query here that searches by status: the index (status, queued_at) holds the queue in order.
+        where += (f" AND id = (SELECT id FROM {_STEP} WHERE status = 'queued' AND agent = ANY(%s)"
+                  " ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED)")
+        params.append(oldest_of)
+    elif isinstance(attempt, list):
         where += " AND (id, attempt) IN (SELECT * FROM unnest(%s::uuid[], %s::int[]))"
         params += [step_ids, attempt]
     else:
@@ -220,6 +228,16 @@ def step_claimed(*, step_id: uuid.UUID, attempt: int, worker: str) -> Moved | No
     now = timezone.now()
     moved = steps_transition(step_ids=[step_id], sources=[StepStatus.QUEUED], to=StepStatus.RUNNING,
                              attempt=attempt, run_started_at=now, event_data={"worker": worker},
+                             fields={"started_at": now, "worker": worker, "lease_expires_at": lease_expires_at()})
+    return moved[0] if moved else None
+
+
+def step_claimed_oldest(*, agents: list[str], worker: str) -> Moved | None:
+    """Claim for ``worker`` the step of ``agents`` that has been queued longest, at its current attempt, like
+    ``step_claimed`` (its message, when it comes, is then a no-op). One statement; None if none is queued."""
+    now = timezone.now()
+    moved = steps_transition(step_ids=[], oldest_of=agents, sources=[StepStatus.QUEUED], to=StepStatus.RUNNING,
+                             run_started_at=now, event_data={"worker": worker},
                              fields={"started_at": now, "worker": worker, "lease_expires_at": lease_expires_at()})
     return moved[0] if moved else None
 

@@ -235,3 +235,32 @@ def test_a_worker_runs_the_step_its_success_frees_itself_without_a_message(user:
     assert [m for m in sent if "step=x " in m]  # a step for another queue still gets its message
     started = PlanEvent.objects.filter(plan_id=plan.id, type="step.started").values_list("step_key", "data")
     assert {key: data["worker"] for key, data in started if key != "x"} == {"a": "here", "b": "here", "c": "here"}
+
+
+def test_a_free_thread_takes_the_oldest_queued_steps_of_its_queue(user: Any, monkeypatch: Any) -> None:
+    """step_run given the queue its delivery came from: after its own step, the thread claims and runs the steps of
+    that queue queued longest, of any plan, in order; their messages, when they come, claim nothing (and find
+    nothing more to take). A step of another queue is left to its own message; a worker asked to stop (a warm
+    shutdown sets Celery's should_stop to the exit code, 0) takes nothing more."""
+    from celery.worker import state as worker_state
+
+    first = services.plan_create(owner=user, request="wide", steps=[
+        {"key": "a", "agent": "held"}, {"key": "b", "agent": "held"},
+        {"key": "x", "agent": "remote_chaos"}])  # its queue is consumed only in tests/test_chaos.py
+    second = services.plan_create(owner=user, request="later", steps=[{"key": "c", "agent": "held"}])
+    services.step_run(step_id=steps_of(first)["a"].id, attempt=1, worker="w", queue="held")
+
+    ran = sorted((s.started_at, s.key, s.status, s.attempt, s.worker)
+                 for s in Step.objects.filter(plan__in=[first, second]).exclude(key="x"))
+    assert [row[1:] for row in ran] == [("a", "succeeded", 1, "w"), ("b", "succeeded", 1, "w"),
+                                        ("c", "succeeded", 1, "w")]
+    assert steps_of(first)["x"].status == "queued"
+    services.step_run(step_id=steps_of(first)["b"].id, attempt=1, worker="late", queue="held")  # b's message
+    assert steps_of(first)["b"].worker == "w" and steps_of(first)["x"].status == "queued"
+    assert PlanEvent.objects.filter(plan_id__in=[first.id, second.id], type="step.started").count() == 3
+
+    third = services.plan_create(owner=user, request="stopping", steps=[
+        {"key": "d", "agent": "held"}, {"key": "e", "agent": "held"}])
+    monkeypatch.setattr(worker_state, "should_stop", 0)
+    services.step_run(step_id=steps_of(third)["d"].id, attempt=1, worker="w", queue="held")
+    assert {k: s.status for k, s in steps_of(third).items()} == {"d": "succeeded", "e": "queued"}
