@@ -23,7 +23,8 @@ from celery.signals import worker_ready, worker_shutdown
 
 SERVICES = ["step_claim", "_step_end", "steps_transition", "events_record", "advance", "steps_ready",
             "graph_refresh", "plan_settled", "gate", "totals_add", "finish", "send_steps", "plan_advance",
-            "durably", "agent_run", "_succeed_shared", "plan_followup"]
+            "durably", "agent_run", "_succeed_shared", "plan_followup", "_run_claimed", "_release", "_claim_oldest",
+            "step_context", "step_answered", "step_finished", "_call_agent"]
 LOCKS = ["plan_locked", "plan_of_step_locked"]
 _totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 _mutex = threading.Lock()
@@ -61,10 +62,20 @@ def _lock_timed(locker: Callable[..., Any]) -> Callable[..., Any]:
 @worker_ready.connect
 def install(**_: Any) -> None:
     from orchestrator import tasks
-    from orchestrator.services import budgets, dispatch, plans, readiness, reconcile, scheduling, steps, transitions
+    from orchestrator.services import (
+        budgets,
+        dispatch,
+        memory,
+        plans,
+        readiness,
+        reconcile,
+        scheduling,
+        steps,
+        transitions,
+    )
 
     wrapped: dict[str, Callable[..., Any]] = {}
-    for module in (transitions, readiness, scheduling, budgets, dispatch, steps, plans, reconcile):
+    for module in (transitions, readiness, scheduling, budgets, dispatch, steps, plans, reconcile, memory):
         for name in SERVICES + LOCKS:
             original = vars(module).get(name)
             if original is None:
