@@ -352,13 +352,7 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
     Raises a database error only when recording failed for as long as the lease held: the reconciler then
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
     claimed = _briefly(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
-    while True:
-        if claimed is None:
-            if queue is None or _stopping():
-                return
-            claimed = _briefly(lambda: _claim_oldest(queue, worker), what="claim")
-            if claimed is None:
-                return
+    while (claimed := claimed or _claim_oldest(queue, worker)) is not None:
         ids = bind(plan_id=str(claimed.plan_id), step_id=str(claimed.id), attempt=claimed.attempt)
         try:
             claimed = _run_claimed(claimed, worker)
@@ -366,9 +360,15 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
             unbind(ids)
 
 
-def _claim_oldest(queue: str, worker: str) -> ClaimedStep | None:
+def _claim_oldest(queue: str | None, worker: str) -> ClaimedStep | None:
+    """The step of ``queue`` queued longest, claimed for ``worker``; None without a queue, when the worker is
+    stopping, or when nothing of that queue is queued."""
+    if queue is None or _stopping():
+        return None
     agents = [spec.name for spec in agent_list() if spec.queue == queue]
-    step = step_claimed_oldest(agents=agents, worker=worker) if agents else None
+    if not agents:
+        return None
+    step = _briefly(lambda: step_claimed_oldest(agents=agents, worker=worker), what="claim")
     return _with_context(step) if step is not None else None
 
 
