@@ -23,8 +23,8 @@ import ipaddress
 import logging
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import httpx
@@ -187,11 +187,20 @@ class GuardedTransport(httpx.HTTPTransport):
         return super().handle_request(pinned)
 
 
-@cache
+_tls: ssl.SSLContext | None = None
+_tls_lock = threading.Lock()
+
+
 def ssl_context() -> ssl.SSLContext:
-    """One TLS context for every agent call: building one loads the CA bundle (~15 ms of CPU), far more than
-    a call's own work. An SSLContext is safe to share between threads."""
-    return httpx.create_ssl_context()
+    """One TLS context for every agent call: building one loads the CA bundle (~15-50 ms of CPU), far more than
+    a call's own work. Built once, under a lock: a worker's first burst asks for it from every thread at once
+    (``functools.cache`` would let each of them build its own). An SSLContext is safe to share between threads."""
+    global _tls
+    if _tls is None:
+        with _tls_lock:
+            if _tls is None:
+                _tls = httpx.create_ssl_context()
+    return _tls
 
 
 def guarded_client(policy: EgressPolicy, *, timeout: float, headers: dict[str, str] | None = None,

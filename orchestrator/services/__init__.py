@@ -16,13 +16,16 @@ Concurrency rules (read these before changing anything here):
    that makes task delivery idempotent.
 2. The plan's row lock has two modes. Whatever decides what runs next from the plan as a whole (a failure, an
    approval resolved, cancel, growth, edits, retries, the reconciler's repairs, the follow-up of a success
-   that freed a step) holds it exclusively (``SELECT ... FOR NO KEY UPDATE``), so budget checks see every
-   reservation and two deciders never miss each other. The common success (a step that spent nothing and
-   cannot grow: ``steps._succeed_shared``) is one autocommit statement that takes it FOR SHARE, records the
-   success and its event, and decrements its dependents' ``waiting_on`` (``readiness``): step ends of one plan
-   run side by side, and the exclusive holders exclude them all. A dependent's count reaches 0 in exactly one
-   statement (row locks serialize the decrements), and only that caller gates and queues it (under the
-   exclusive lock). A success after which no dependent waits checks, after its commit, whether anything of
+   that freed a step that needs a decision: a budget, a cap, an approval) holds it exclusively (``SELECT ...
+   FOR NO KEY UPDATE``), so budget checks see every reservation and two deciders never miss each other. The
+   common success (a step that spent nothing and cannot grow: ``steps._succeed_shared``) is one statement that
+   takes it FOR SHARE, records the success and its event, and decrements its dependents' ``waiting_on``
+   (``readiness``): step ends of one plan run side by side, and the exclusive holders exclude them all. A
+   dependent's count reaches 0 in exactly one statement (row locks serialize the decrements), and only that
+   caller gates and queues it: in the same short transaction, still under the shared lock, when the gate needs
+   no decision over the whole plan (no estimate to reserve against a budget or cap, no approval policy that
+   stops it, no owner cap: ``scheduling.advance_shared``), else after its commit under the exclusive lock. A
+   success after which no dependent waits checks, after its commit, whether anything of
    the plan is left open: of two last steps ending at once, at least one sees the other. The statement waits
    for its FOR SHARE inside its own snapshot: rows an exclusive holder changed meanwhile are re-read (Postgres
    re-checks updated rows), and a dependent it added meanwhile is noticed (``Moved.recount``) and the counts
@@ -30,7 +33,7 @@ Concurrency rules (read these before changing anything here):
    not wait for a step's end.) The claim (queued -> running) needs no plan lock: its conditional UPDATE
    races only with cancel and the reconciler's requeue, both of which move only ``queued`` steps at a known
    attempt, so the step's row lock decides each race. A worker whose success frees a step of its own queue
-   claims it in the follow-up's transaction instead (``scheduling.Here``), under the exclusive lock, and no
+   claims it in the transaction that queues it instead (``scheduling.Here``), and no
    message is sent for it: if that worker dies before running it, its lease lapses like any running step's.
    A thread with nothing left to run claims the step of its delivery's queue queued longest
    (``transitions.step_claimed_oldest``: the same conditional claim, its row chosen ``FOR UPDATE SKIP LOCKED``

@@ -156,6 +156,18 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
     return free, refused
 
 
+def gate_passes(plan: Plan, steps: list[Step]) -> bool:
+    """Would ``gate`` free every one of these steps without a decision that must see the whole plan? True when
+    every estimate is zero (agents that use no LLM: none reserves budget or meets a cap) and no approval
+    policy stops any of them. Such steps may be queued under the plan's shared lock (``scheduling``)."""
+    if any(estimate.tokens or estimate.cost for estimate in (agent_estimate(s.agent, s.input) for s in steps)):
+        return False
+    policies = approvals.policies(organisation_id=plan.organisation_id)
+    return all(approvals.requirement_for(approvals.StepFacts(
+        agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk, estimated_cost=Decimal(0),
+        requested=step.approval_requested, budget_reason=""), among=policies) is None for step in steps)
+
+
 class CapExceeded(Conflict):
     code = "budget.cap_exceeded"
 

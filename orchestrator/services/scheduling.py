@@ -7,15 +7,24 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from agents.api import agent_get
+from orchestrator import selectors
 from orchestrator.models import Plan, Step
-from orchestrator.services import fairness, readiness
+from orchestrator.services import budgets, fairness, readiness
 from orchestrator.services.budgets import gate
 from orchestrator.services.dispatch import dispatch_on_commit
-from orchestrator.services.transitions import Moved, plan_locked, plan_transition, step_claimed, steps_transition
+from orchestrator.services.transitions import (
+    Moved,
+    plan_locked,
+    plan_read,
+    plan_transition,
+    step_claimed,
+    steps_transition,
+)
 from orchestrator.states import PlanStatus, StepStatus
 
 
@@ -45,16 +54,22 @@ def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here 
     ready = fairness.admit(plan, ready)  # over its owner's cap a step stays pending, ready
     if ready:
         free, refused = gate(plan, ready)
-        queued = steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,
-                                  fields={"queued_at": timezone.now(), "requeues": 0}, increment=("attempt",))
-        claimed = _claim_here(queued, here)
-        dispatch_on_commit([s for s in queued if claimed is None or s.id != claimed.id])
+        claimed = _queue(free, here)
         if refused:  # a step failed at its gate: its dependents are doomed, the plan may be settled
             advance(plan)
         return claimed
     if readiness.plan_settled(plan_id=plan.id):
         finish(plan)
     return None
+
+
+def _queue(free: Sequence[uuid.UUID], here: Here | None) -> Moved | None:
+    """Queue the steps the gate freed; they get their messages on commit, but for the one claimed for ``here``."""
+    queued = steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,
+                              fields={"queued_at": timezone.now(), "requeues": 0}, increment=("attempt",))
+    claimed = _claim_here(queued, here)
+    dispatch_on_commit([s for s in queued if claimed is None or s.id != claimed.id])
+    return claimed
 
 
 def _claim_here(queued: list[Moved], here: Here | None) -> Moved | None:
@@ -90,6 +105,32 @@ def plan_followup(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID], here: Here 
         if plan.status == PlanStatus.RUNNING:
             return advance(plan, freed=freed, here=here)
     return None
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What ``advance_shared`` did: whether it queued the freed steps, and the one it claimed for ``here``."""
+
+    done: bool
+    claimed: Moved | None = None
+
+
+def advance_shared(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID], here: Here | None) -> Queued:
+    """In the transaction of a success recorded under the plan's shared lock (``steps._succeed_shared``), which
+    holds that lock until it commits: queue the steps that success freed, and claim one for ``here`` as
+    ``advance`` does, when the gate needs no decision that must see the whole plan (``budgets.gate_passes``:
+    nothing to reserve, no approval) and no owner cap applies. Else it does nothing (``Queued(False)``), and
+    the caller takes the exclusive lock after its commit (``plan_followup``).
+
+    So the common hop of a chain is one transaction and one commit. Two of these side by side never touch the
+    same step (a dependent's count reaches 0 in exactly one success), and whatever decides for the plan as a
+    whole (cancel, a failure, an edit) waits for the shared lock, as it waits for the success itself."""
+    if settings.ORCH_OWNER_MAX_IN_FLIGHT:
+        return Queued(False)
+    steps = selectors.steps_pending(list(freed))
+    if not budgets.gate_passes(plan_read(plan_id), steps):
+        return Queued(False)
+    return Queued(True, _queue([step.id for step in steps], here))
 
 
 def owner_release(*, plan_id: uuid.UUID) -> None:

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -31,7 +32,14 @@ from orchestrator import experimenting
 from orchestrator.models import Step
 from orchestrator.services import growth, leases, memory, readiness
 from orchestrator.services.budgets import totals_add
-from orchestrator.services.scheduling import Here, advance, owner_release, plan_advance, plan_followup
+from orchestrator.services.scheduling import (
+    Here,
+    advance,
+    advance_shared,
+    owner_release,
+    plan_advance,
+    plan_followup,
+)
 from orchestrator.services.transitions import (
     Moved,
     events_record,
@@ -86,6 +94,7 @@ class ClaimedStep:
     context: dict[str, Any]
     timeout: float
     deadline: float  # seconds the whole run may take, from the claim
+    last_of_a_dependent: bool = False  # at the claim, the last unfinished dependency of a dependent
 
 
 def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep | None:
@@ -104,7 +113,7 @@ def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep 
 def _with_context(step: Moved) -> ClaimedStep:
     """A step just claimed, with its dependencies' outputs (which its claim read)."""
     return ClaimedStep(step.id, step.plan_id, step.key, step.agent, step.attempt, step.input, step.context or {},
-                       step.timeout, step.deadline)
+                       step.timeout, step.deadline, step.last_of_a_dependent)
 
 
 def _already_recorded(step_id: uuid.UUID, attempt: int, to: StepStatus) -> bool:
@@ -157,23 +166,35 @@ def _step_end(*, step_id: uuid.UUID, attempt: int, to: StepStatus, fields: dict[
     return Ended(True, claimed)
 
 
-def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any], here: Here | None) -> Ended | None:
+def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any], here: Here | None,
+                    frees: bool) -> Ended | None:
     """The common success, recorded without the plan's exclusive lock: a step that spent nothing (no totals
     to add) and cannot grow. None when it is not that kind, or not running at this attempt any more (the
     caller takes the locked path, ``_step_end``, which tells which).
 
-    One statement in autocommit (``steps_transition(plan_shared=True)``): it locks the plan's row FOR SHARE,
-    records the success and its event, and counts down its dependents. So step ends of one plan run side by
-    side, holding their locks only while the statement runs, while everything that decides under the
-    exclusive lock waits for them and they for it. Only a success that freed a dependent, or after which
-    nothing of the plan is left open, then takes the exclusive lock (``plan_followup``). Must not run in a
+    One statement (``steps_transition(plan_shared=True)``) locks the plan's row FOR SHARE, records the success
+    and its event, and counts down its dependents. So step ends of one plan run side by side, while everything
+    that decides under the exclusive lock waits for them and they for it. ``frees``: the step was, at its claim,
+    the last unfinished dependency of a dependent, so this success will most likely free it. Then the
+    statement runs in a short transaction that also queues what it freed, under the shared lock it holds, when
+    no decision over the whole plan is needed (``scheduling.advance_shared``): a hop commits once. Otherwise
+    it runs alone in autocommit, which holds its dependents' rows the shortest time (the siblings of a wide
+    join count it down one after another), and what it freed is queued, or the plan finished when nothing of it
+    may be left open, under the exclusive lock after its commit (``plan_followup``). Must not run in a
     transaction."""
-    moved = steps_transition(step_ids=[step_id], sources=[StepStatus.RUNNING], to=StepStatus.SUCCEEDED,
-                             attempt=attempt, plan_shared=True,
-                             fields={**fields, "finished_at": timezone.now(), "lease_expires_at": None})
-    if not moved:
-        return None
-    step = moved[0]
+    with transaction.atomic() if frees else nullcontext():
+        moved = steps_transition(step_ids=[step_id], sources=[StepStatus.RUNNING], to=StepStatus.SUCCEEDED,
+                                 attempt=attempt, plan_shared=True,
+                                 fields={**fields, "finished_at": timezone.now(), "lease_expires_at": None})
+        if not moved:
+            return None
+        step = moved[0]
+        # What it freed is queued under the shared lock it holds, in this transaction, when that needs no
+        # decision over the whole plan: one commit for the hop.
+        queued = advance_shared(plan_id=step.plan_id, freed=step.freed, here=here) if (
+            frees and step.freed and not step.recount) else None
+    if queued is not None and queued.done:
+        return Ended(True, queued.claimed)
     if step.recount:
         plan_advance(plan_id=step.plan_id)
         return Ended(True)
@@ -193,7 +214,7 @@ def _spent(usage: dict[str, Any] | None) -> tuple[int, Decimal] | None:
 
 
 def _succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, Any] | None,
-             here: Here | None = None) -> Ended:
+             here: Here | None = None, frees: bool = False) -> Ended:
     output = storable(output)
     json.dumps(output)
     fields: dict[str, Any] = {"output": output, "usage": usage}
@@ -202,7 +223,7 @@ def _succeed(*, step_id: uuid.UUID, attempt: int, output: Any, usage: dict[str, 
                       completion_tokens=int(usage.get("completion_tokens", 0)),
                       cost=Decimal(str(usage.get("cost") or "0")))
     elif not (isinstance(output, dict) and "spawn" in output):
-        ended = _succeed_shared(step_id=step_id, attempt=attempt, fields=fields, here=here)
+        ended = _succeed_shared(step_id=step_id, attempt=attempt, fields=fields, here=here, frees=frees)
         if ended is not None:
             return ended
     # experiments: how the call was served (cached, routed, variant) goes into the step.succeeded event too.
@@ -313,7 +334,8 @@ def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | No
 
     def record() -> tuple[Ended, Outcome]:
         try:
-            ended = _succeed(step_id=step_id, attempt=attempt, output=result.output, usage=usage or None, here=here)
+            ended = _succeed(step_id=step_id, attempt=attempt, output=result.output, usage=usage or None, here=here,
+                             frees=claimed.last_of_a_dependent)
             return ended, Outcome(StepStatus.SUCCEEDED, output=result.output)
         except TypeError as exc:
             return _failure(step_id, attempt, "agent.bad_output", f"the agent's output is not JSON: {exc}",
@@ -360,16 +382,25 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
             unbind(ids)
 
 
+# Per queue, the time.monotonic() until which this process's threads do not pull (a pull found it empty).
+_pull_idle_until: dict[str, float] = {}
+
+
 def _claim_oldest(queue: str | None, worker: str) -> ClaimedStep | None:
     """The step of ``queue`` queued longest, claimed for ``worker``; None without a queue, when the worker is
-    stopping, or when nothing of that queue is queued."""
-    if queue is None or _stopping():
+    stopping, or when nothing of that queue is queued. Once a pull finds the queue empty, none is tried for
+    ORCH_PULL_IDLE seconds: after a plan's end its remaining messages arrive as no-ops, and each would
+    otherwise ask again. Pulling is a shortcut only: a step queued meanwhile is run on its own message."""
+    if queue is None or _stopping() or _pull_idle_until.get(queue, 0.0) > time.monotonic():
         return None
     agents = [spec.name for spec in agent_list() if spec.queue == queue]
     if not agents:
         return None
     step = _briefly(lambda: step_claimed_oldest(agents=agents, worker=worker), what="claim")
-    return _with_context(step) if step is not None else None
+    if step is None:
+        _pull_idle_until[queue] = time.monotonic() + settings.ORCH_PULL_IDLE
+        return None
+    return _with_context(step)
 
 
 def _stopping() -> bool:

@@ -74,6 +74,12 @@ _CONTEXT_COLUMN = f"""
                (SELECT jsonb_object_agg(d.key, d.output) FROM {_STEP} d
                 WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.depends_on)),"""
 
+# And whether the step it claims is, at that moment, the last unfinished dependency of a dependent: its success
+# will then most likely free that dependent (``steps._succeed_shared`` plans its transaction on it).
+_LAST_OF_COLUMN = f"""
+               EXISTS(SELECT 1 FROM {_STEP} d WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.dependents)
+                      AND d.waiting_on = 1),"""
+
 
 @dataclass(frozen=True)
 class Moved:
@@ -97,6 +103,8 @@ class Moved:
     recount: bool = False
     # A claim only (a move to running): the outputs of its dependencies, by key (what its agent is given).
     context: dict[str, Any] | None = None
+    # A claim only: at the claim, it was the last unfinished dependency of one of its dependents.
+    last_of_a_dependent: bool = False
 
 
 def events_record(*, plan_id: uuid.UUID, items: list[tuple[str, str, dict[str, Any]]],
@@ -203,7 +211,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
         ){_FREED if succeeded else ""}
         SELECT moved.id, moved.plan_id, moved.key, moved.agent, moved.attempt, moved.input, moved.depends_on,
                moved.timeout, moved.deadline,{_FREED_COLUMNS if succeeded else _NO_FREED_COLUMNS}
-               {_CONTEXT_COLUMN if claims else "NULL,"} recorded.id
+               {_CONTEXT_COLUMN + _LAST_OF_COLUMN if claims else "NULL, false,"} recorded.id
         FROM moved JOIN recorded ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -211,7 +219,8 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     # Django has psycopg hand jsonb back as text (JSONField decodes it); so does this raw cursor.
     moved = [Moved(id=row[0], plan_id=row[1], key=row[2], agent=row[3], attempt=row[4], input=json.loads(row[5]),
                    depends_on=row[6], timeout=row[7], deadline=row[8], freed=tuple(row[9]), blocked=row[10],
-                   recount=row[11], context=json.loads(row[12] or "{}") if claims else None)
+                   recount=row[11], context=json.loads(row[12] or "{}") if claims else None,
+                   last_of_a_dependent=row[13])
              for row in rows]
     events.publish_on_commit(
         PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,
@@ -249,6 +258,15 @@ def plan_locked(plan_id: uuid.UUID) -> Plan:
     behind a step's end. Hand-written, like ``plan_of_step_locked``: every follow-up of a freeing success takes
     it, and compiling the ORM's query cost more than running it."""
     plan = next(iter(Plan.objects.raw(f"SELECT * FROM {_PLAN} WHERE id = %s FOR NO KEY UPDATE", [plan_id])), None)
+    if plan is None:
+        raise NotFound(f"no plan {plan_id}")
+    return plan
+
+
+def plan_read(plan_id: uuid.UUID) -> Plan:
+    """The plan, read by a statement written once (a hot path), without taking a lock: for a caller whose
+    transaction already holds the plan's row lock in some mode. Raises NotFound."""
+    plan = next(iter(Plan.objects.raw(f"SELECT * FROM {_PLAN} WHERE id = %s", [plan_id])), None)
     if plan is None:
         raise NotFound(f"no plan {plan_id}")
     return plan

@@ -75,3 +75,29 @@ def test_secret_headers_never_follow_a_redirect_to_another_origin(agent_fakes: A
 
     assert elsewhere.output["token"] == ""  # reached, without the secret
     assert same.output["token"] == "s3cret"  # the agent's own origin keeps it
+
+
+def test_the_tls_context_is_built_once_when_many_threads_ask_at_once(monkeypatch: Any) -> None:
+    """A worker's first burst asks for it from every thread at once; each build loads the CA bundle."""
+    import threading
+
+    import httpx
+
+    from agents import egress
+
+    built: list[object] = []
+    real = httpx.create_ssl_context
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(egress, "_tls", None)
+    monkeypatch.setattr(httpx, "create_ssl_context", counted)
+    start, got = threading.Barrier(16), []
+    threads = [threading.Thread(target=lambda: (start.wait(), got.append(egress.ssl_context()))) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(got) == 16 and len({id(context) for context in got}) == 1 and len(built) == 1

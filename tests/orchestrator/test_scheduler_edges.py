@@ -237,13 +237,18 @@ def test_a_worker_runs_the_step_its_success_frees_itself_without_a_message(user:
     assert {key: data["worker"] for key, data in started if key != "x"} == {"a": "here", "b": "here", "c": "here"}
 
 
-def test_a_free_thread_takes_the_oldest_queued_steps_of_its_queue(user: Any, monkeypatch: Any) -> None:
+def test_a_free_thread_takes_the_oldest_queued_steps_of_its_queue(user: Any, monkeypatch: Any,
+                                                                  settings: Any) -> None:
     """step_run given the queue its delivery came from: after its own step, the thread claims and runs the steps of
     that queue queued longest, of any plan, in order; their messages, when they come, claim nothing (and find
     nothing more to take). A step of another queue is left to its own message; a worker asked to stop (a warm
     shutdown sets Celery's should_stop to the exit code, 0) takes nothing more."""
     from celery.worker import state as worker_state
 
+    from orchestrator.services import steps as step_service
+
+    settings.ORCH_PULL_IDLE = 0  # every pull asks the database (test_hop.py shows the pause after an empty one)
+    monkeypatch.setattr(step_service, "_pull_idle_until", {})
     first = services.plan_create(owner=user, request="wide", steps=[
         {"key": "a", "agent": "held"}, {"key": "b", "agent": "held"},
         {"key": "x", "agent": "remote_chaos"}])  # its queue is consumed only in tests/test_chaos.py

@@ -1,0 +1,95 @@
+"""A hop down a chain: the success that frees the next step queues it in its own transaction, under the plan's
+shared lock, when the gate needs no decision over the whole plan; and a thread's pulls pause once the queue is
+found empty (services/steps.py, services/scheduling.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from approvals.models import Approval
+from orchestrator import services
+from orchestrator.models import Plan, Step
+from orchestrator.services import steps as step_service
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def steps_of(plan: Plan) -> dict[str, Step]:
+    return {s.key: s for s in Step.objects.filter(plan=plan)}
+
+
+def exclusive_locks(captured: CaptureQueriesContext) -> int:
+    return sum("FOR NO KEY UPDATE" in query["sql"] for query in captured.captured_queries)
+
+
+def test_a_chain_commits_each_hop_once_under_the_shared_lock(user: Any) -> None:
+    """a -> b -> c run by one delivery: each success queues (and claims for this thread) the step it frees in the
+    transaction that records it, so the plan's exclusive lock is taken once, to finish the plan (before: once
+    more per hop, in a second transaction after the success's own commit)."""
+    plan = services.plan_create(owner=user, request="chain", steps=[
+        {"key": "a", "agent": "held"}, {"key": "b", "agent": "held", "depends_on": ["a"]},
+        {"key": "c", "agent": "held", "depends_on": ["b"]}])
+    a = steps_of(plan)["a"]
+    with CaptureQueriesContext(connection) as captured:
+        services.step_run(step_id=a.id, attempt=1, worker="w")
+
+    assert {k: (s.status, s.worker) for k, s in steps_of(plan).items()} == {
+        "a": ("succeeded", "w"), "b": ("succeeded", "w"), "c": ("succeeded", "w")}
+    assert Plan.objects.get(id=plan.id).status == "succeeded"
+    assert exclusive_locks(captured) == 1
+
+
+def test_a_claim_says_whether_the_step_is_the_last_a_dependent_waits_for(user: Any) -> None:
+    plan = services.plan_create(owner=user, request="join", steps=[
+        {"key": "a", "agent": "held"}, {"key": "x", "agent": "held"},
+        {"key": "b", "agent": "held", "depends_on": ["a", "x"]}])
+    a, x = steps_of(plan)["a"], steps_of(plan)["x"]
+    first = services.step_claim(step_id=a.id, attempt=1, worker="w")
+    assert first is not None and not first.last_of_a_dependent  # b still waits for x too
+    services.step_succeed(step_id=a.id, attempt=1, output="a", usage=None)
+    second = services.step_claim(step_id=x.id, attempt=1, worker="w")
+    assert second is not None and second.last_of_a_dependent
+
+
+@pytest.mark.parametrize("dependent", [{"agent": "held", "approval": True}, {"agent": "held_llm"}],
+                         ids=["approval", "estimate"])
+def test_a_freed_step_that_needs_a_decision_is_gated_under_the_exclusive_lock(user: Any,
+                                                                               dependent: dict[str, Any]) -> None:
+    """A step the plan asks a person to approve, or one whose estimate is reserved against budgets, is judged
+    under the exclusive lock, after the freeing success's commit, as before."""
+    plan = services.plan_create(owner=user, request="gated", steps=[
+        {"key": "a", "agent": "held"}, {"key": "b", "depends_on": ["a"], **dependent}])
+    a = steps_of(plan)["a"]
+    with CaptureQueriesContext(connection) as captured:
+        services.step_run(step_id=a.id, attempt=1, worker="w")
+
+    b = steps_of(plan)["b"]
+    assert exclusive_locks(captured) >= 1
+    if "approval" in dependent:
+        assert b.status == "waiting" and Approval.objects.filter(step_id=b.id, status="pending").exists()
+    else:  # no budget: it ran, on this thread, once the gate had freed it
+        assert (b.status, b.worker) == ("succeeded", "w")
+
+
+def test_after_an_empty_pull_the_queue_is_left_to_its_messages_for_a_while(user: Any, settings: Any,
+                                                                          monkeypatch: Any) -> None:
+    """Once a pull finds the queue empty, a thread of the same process does not ask again for ORCH_PULL_IDLE
+    seconds: a step queued meanwhile waits for its own message. After that, pulls resume."""
+    monkeypatch.setattr(step_service, "_pull_idle_until", {})
+    settings.ORCH_PULL_IDLE = 60
+    first = services.plan_create(owner=user, request="alone", steps=[{"key": "a", "agent": "held"}])
+    services.step_run(step_id=steps_of(first)["a"].id, attempt=1, worker="w", queue="held")  # pulls: empty
+
+    second = services.plan_create(owner=user, request="later", steps=[
+        {"key": "b", "agent": "held"}, {"key": "c", "agent": "held"}])
+    services.step_run(step_id=steps_of(second)["b"].id, attempt=1, worker="w", queue="held")
+    assert {k: s.status for k, s in steps_of(second).items()} == {"b": "succeeded", "c": "queued"}
+
+    monkeypatch.setattr(step_service, "_pull_idle_until", {})  # the pause is over
+    services.step_run(step_id=steps_of(second)["b"].id, attempt=1, worker="late", queue="held")  # b's duplicate
+    assert {k: (s.status, s.worker) for k, s in steps_of(second).items()} == {
+        "b": ("succeeded", "w"), "c": ("succeeded", "late")}
