@@ -2,10 +2,10 @@
 
 Modules, along their seams: ``transitions`` (the one writer of statuses, the plan lock, the event record),
 ``readiness`` (the one definition of ready and doomed), ``scheduling`` (what runs next), ``budgets`` (gates,
-caps, totals), ``dispatch`` (messages to the broker), ``steps`` (claim, run, record), ``leases`` (the
-heartbeat), ``plans`` (create, plan, cancel, approvals), ``reconcile`` (repairs), ``growth`` (steps spawned
-while a plan runs), ``resume`` (retrying a failed or cancelled plan), ``edits`` (editing a running plan,
-re-running from a step).
+caps, totals), ``dispatch`` (messages to the broker), ``steps`` (claim, run, record), ``durable`` (database
+writes retried through an outage), ``leases`` (the heartbeat), ``plans`` (create, plan, cancel, approvals),
+``reconcile`` (repairs), ``growth`` (steps spawned while a plan runs), ``resume`` (retrying a failed or cancelled
+plan), ``edits`` (editing a running plan, re-running from a step).
 
 Concurrency rules (read these before changing anything here):
 

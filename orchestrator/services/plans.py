@@ -23,8 +23,8 @@ from orchestrator.planning import StepSpec
 from orchestrator.services import growth, leases, readiness
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.dispatch import dispatch_on_commit, planner_on_commit
+from orchestrator.services.durable import durably
 from orchestrator.services.scheduling import advance
-from orchestrator.services.steps import durably
 from orchestrator.services.transitions import events_record, plan_locked, plan_transition, steps_transition
 from orchestrator.states import PLAN_TERMINAL, STEP_TERMINAL, PlanStatus, StepStatus
 from organisations.api import tenancy_of

@@ -20,10 +20,8 @@ from typing import Any
 
 from celery.worker import state as worker_state
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
-from tenacity.stop import stop_base
 
 from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_list, agent_run
 from common.edge import storable
@@ -32,6 +30,7 @@ from orchestrator import experimenting
 from orchestrator.models import Step
 from orchestrator.services import growth, leases, memory, readiness
 from orchestrator.services.budgets import totals_add
+from orchestrator.services.durable import briefly, durably
 from orchestrator.services.scheduling import (
     Here,
     advance,
@@ -55,33 +54,6 @@ log = logging.getLogger("orchestrator")
 # Usage keys that say how an agent call was served (issue 14; agents.base.Usage.marks), copied into the
 # step.succeeded event.
 USAGE_MARKS = ("cached", "routed", "saved_cost", "variant")
-
-# A database that is restarting or a connection that dropped: worth trying again on a fresh connection.
-DB_TRANSIENT = (OperationalError, InterfaceError)
-
-
-class _stop_at(stop_base):
-    def __init__(self, until: Callable[[], float]) -> None:
-        self.until = until
-
-    def __call__(self, state: RetryCallState) -> bool:
-        return time.monotonic() + (state.upcoming_sleep or 0) >= self.until()
-
-
-def durably[T](action: Callable[[], T], *, until: Callable[[], float], what: str) -> T:
-    """Run a short database action, retrying it on a fresh connection (backoff 0.1 s .. 2 s) while the
-    database is unreachable, until ``until()`` (a time.monotonic() value). Re-raises the last error then."""
-
-    def before_sleep(state: RetryCallState) -> None:
-        connection.close()  # a broken connection goes back to the pool, which checks before handing one out
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning("orchestrator.db.retrying", extra={"what": what, "try": state.attempt_number,
-                                                       "error": repr(exc)})
-
-    retrying = Retrying(retry=retry_if_exception_type(DB_TRANSIENT), wait=wait_exponential(multiplier=0.1, max=2),
-                        stop=_stop_at(until), before_sleep=before_sleep, reraise=True)
-    return retrying(action)
-
 
 @dataclass(frozen=True)
 class ClaimedStep:
@@ -373,7 +345,7 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
 
     Raises a database error only when recording failed for as long as the lease held: the reconciler then
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
-    claimed = _briefly(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
+    claimed = briefly(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
     while (claimed := claimed or _claim_oldest(queue, worker)) is not None:
         ids = bind(plan_id=str(claimed.plan_id), step_id=str(claimed.id), attempt=claimed.attempt)
         try:
@@ -396,7 +368,7 @@ def _claim_oldest(queue: str | None, worker: str) -> ClaimedStep | None:
     agents = [spec.name for spec in agent_list() if spec.queue == queue]
     if not agents:
         return None
-    step = _briefly(lambda: step_claimed_oldest(agents=agents, worker=worker), what="claim")
+    step = briefly(lambda: step_claimed_oldest(agents=agents, worker=worker), what="claim")
     if step is None:
         _pull_idle_until[queue] = time.monotonic() + settings.ORCH_PULL_IDLE
         return None
@@ -408,16 +380,6 @@ def _stopping() -> bool:
     # Celery sets these to an exit code (0 for a plain warm shutdown), so only None and False mean "running".
     return any(flag is not None and flag is not False for flag in (worker_state.should_stop,
                                                                     worker_state.should_terminate))
-
-
-def _briefly[T](action: Callable[[], T], *, what: str) -> T:
-    """A short database action, retried for ORCH_DB_RETRY_FOR while the database is unreachable; then the
-    connection goes back to the pool (none is held while an agent waits on the network)."""
-    retry_for = time.monotonic() + settings.ORCH_DB_RETRY_FOR
-    try:
-        return durably(action, until=lambda: retry_for, what=what)
-    finally:
-        connection.close()
 
 
 def _run_claimed(claimed: ClaimedStep, worker: str) -> ClaimedStep | None:
