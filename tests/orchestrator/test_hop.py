@@ -75,21 +75,22 @@ def test_a_freed_step_that_needs_a_decision_is_gated_under_the_exclusive_lock(us
         assert (b.status, b.worker) == ("succeeded", "w")
 
 
-def test_after_an_empty_pull_the_queue_is_left_to_its_messages_for_a_while(user: Any, settings: Any,
-                                                                          monkeypatch: Any) -> None:
-    """Once a pull finds the queue empty, a thread of the same process does not ask again for ORCH_PULL_IDLE
-    seconds: a step queued meanwhile waits for its own message. After that, pulls resume."""
+def test_after_an_empty_pull_a_no_op_delivery_leaves_the_queue_to_its_messages(user: Any, settings: Any,
+                                                                              monkeypatch: Any) -> None:
+    """Once a pull finds the queue empty, a delivery that claimed nothing (a leftover message) does not ask again
+    for ORCH_PULL_IDLE seconds: a step queued meanwhile waits for its own message. A thread that has just run a
+    step still asks."""
     monkeypatch.setattr(step_service, "_pull_idle_until", {})
     settings.ORCH_PULL_IDLE = 60
     first = services.plan_create(owner=user, request="alone", steps=[{"key": "a", "agent": "held"}])
-    services.step_run(step_id=steps_of(first)["a"].id, attempt=1, worker="w", queue="held")  # pulls: empty
+    a = steps_of(first)["a"]
+    services.step_run(step_id=a.id, attempt=1, worker="w", queue="held")  # runs a, then pulls: empty
 
     second = services.plan_create(owner=user, request="later", steps=[
         {"key": "b", "agent": "held"}, {"key": "c", "agent": "held"}])
-    services.step_run(step_id=steps_of(second)["b"].id, attempt=1, worker="w", queue="held")
-    assert {k: s.status for k, s in steps_of(second).items()} == {"b": "succeeded", "c": "queued"}
+    services.step_run(step_id=a.id, attempt=1, worker="dup", queue="held")  # a's message again: a no-op
+    assert {k: s.status for k, s in steps_of(second).items()} == {"b": "queued", "c": "queued"}
 
-    monkeypatch.setattr(step_service, "_pull_idle_until", {})  # the pause is over
-    services.step_run(step_id=steps_of(second)["b"].id, attempt=1, worker="late", queue="held")  # b's duplicate
+    services.step_run(step_id=steps_of(second)["b"].id, attempt=1, worker="w2", queue="held")
     assert {k: (s.status, s.worker) for k, s in steps_of(second).items()} == {
-        "b": ("succeeded", "w"), "c": ("succeeded", "late")}
+        "b": ("succeeded", "w2"), "c": ("succeeded", "w2")}
