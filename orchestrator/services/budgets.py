@@ -138,10 +138,7 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
                                          "error_message": budget_reason}, event_data={"code": "budget.cap_exceeded"})
                 refused = True
                 continue
-        facts = approvals.StepFacts(agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk,
-                                    estimated_cost=estimate.cost, requested=step.approval_requested,
-                                    budget_reason=budget_reason)
-        requirement = approvals.requirement_for(facts, among=policies)
+        requirement = approvals.requirement_for(_facts(plan, step, estimate.cost, budget_reason), among=policies)
         if requirement is None:
             free.append(step.id)
             if books is not None:
@@ -163,9 +160,14 @@ def gate_passes(plan: Plan, steps: list[Step]) -> bool:
     if any(estimate.tokens or estimate.cost for estimate in (agent_estimate(s.agent, s.input) for s in steps)):
         return False
     policies = approvals.policies(organisation_id=plan.organisation_id)
-    return all(approvals.requirement_for(approvals.StepFacts(
-        agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk, estimated_cost=Decimal(0),
-        requested=step.approval_requested, budget_reason=""), among=policies) is None for step in steps)
+    return all(approvals.requirement_for(_facts(plan, step, Decimal(0), ""), among=policies) is None
+               for step in steps)
+
+
+def _facts(plan: Plan, step: Step, cost: Decimal, budget_reason: str) -> approvals.StepFacts:
+    """What the approval policies judge a ready step by."""
+    return approvals.StepFacts(agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk,
+                               estimated_cost=cost, requested=step.approval_requested, budget_reason=budget_reason)
 
 
 class CapExceeded(Conflict):
