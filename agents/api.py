@@ -223,7 +223,8 @@ def _attempt(spec: AgentSpec, call: AgentCall) -> AgentResult:
         # In-process code: nothing remote to protect, so no breaker (two Redis round trips) unless configured.
         return _limited(spec, registry.agent(spec.name), call)
     config = limits.BreakerConfig.of(spec.breaker)
-    if not limits.breaker_allow(spec.name, trial_lease=call.timeout + 5):
+    admission = limits.breaker_admit(spec.name, trial_lease=call.timeout + 5)
+    if not admission.allowed:
         raise CircuitOpen(f"agent {spec.name!r} is failing: its circuit breaker is open")
     try:
         result = _limited(spec, registry.agent(spec.name), call)
@@ -233,9 +234,11 @@ def _attempt(spec: AgentSpec, call: AgentCall) -> AgentResult:
     except (CircuitOpen, EgressRefused, DeadlineExceeded):
         raise
     except AgentError:
-        limits.breaker_record(spec.name, ok=True, config=config)
+        if not admission.clean:
+            limits.breaker_record(spec.name, ok=True, config=config)
         raise
-    limits.breaker_record(spec.name, ok=True, config=config)
+    if not admission.clean:  # admitted with no failure counted: its success changes nothing
+        limits.breaker_record(spec.name, ok=True, config=config)
     return result
 
 

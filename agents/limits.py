@@ -38,10 +38,12 @@ log = logging.getLogger("agents")
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 
-# KEYS[1] breaker hash; ARGV[1] trial lease (s). Returns {allowed 0/1, state}.
+# KEYS[1] breaker hash; ARGV[1] trial lease (s). Returns {allowed 0/1, state, failures so far (closed only)}.
 _BREAKER_ALLOW = _NOW + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'closed' then return {1, 'closed'} end
+if not state or state == 'closed' then
+  return {1, 'closed', tonumber(redis.call('HGET', KEYS[1], 'failures') or 0)}
+end
 if state == 'open' then
   if now < tonumber(redis.call('HGET', KEYS[1], 'open_until')) then return {0, 'open'} end
   redis.call('HSET', KEYS[1], 'state', 'half_open', 'trial_until', now + tonumber(ARGV[1]))
@@ -165,11 +167,30 @@ def _breaker_key(agent: str) -> str:
     return f"agents:breaker:{agent}"
 
 
-def breaker_allow(agent: str, *, trial_lease: float) -> bool:
+@dataclass(frozen=True)
+class Admission:
+    """A breaker's answer to a call: may it go ahead, and was the breaker closed with no failure counted
+    (``clean``)? A success admitted clean has nothing to record (``breaker_record`` would change nothing)."""
+
+    allowed: bool
+    clean: bool
+
+
+def breaker_admit(agent: str, *, trial_lease: float) -> Admission:
     """May a call to ``agent`` go ahead? Closed: yes. Open: no, until ``reset_after`` has passed; then
-    exactly one caller (across all workers) is let through as the trial, for ``trial_lease`` seconds."""
-    allowed, _ = _run(_BREAKER_ALLOW, [_breaker_key(agent)], [trial_lease], unavailable=(1, "closed"))
-    return bool(allowed)
+    exactly one caller (across all workers) is let through as the trial, for ``trial_lease`` seconds.
+
+    A call admitted ``clean`` need not record its success: that success can be ordered at its admission,
+    when there was no failure to reset, so failures other calls record meanwhile still count as in a row.
+    That saves the common call one of its two round trips to Redis."""
+    answer = _run(_BREAKER_ALLOW, [_breaker_key(agent)], [trial_lease], unavailable=(1, "closed", 1))
+    allowed, state = bool(answer[0]), _text(answer[1])
+    return Admission(allowed, state == "closed" and len(answer) > 2 and int(answer[2]) == 0)
+
+
+def breaker_allow(agent: str, *, trial_lease: float) -> bool:
+    """``breaker_admit``'s yes or no."""
+    return breaker_admit(agent, trial_lease=trial_lease).allowed
 
 
 def breaker_record(agent: str, *, ok: bool, config: BreakerConfig) -> str:

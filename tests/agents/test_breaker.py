@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
 
 from agents import limits
@@ -126,3 +129,45 @@ def test_a_step_on_an_agent_whose_breaker_is_open_runs_its_fallback(flaky: Agent
     assert plan.status == "succeeded"
     assert step.output == {"input": {"x": 1}, "from": []}
     assert step.usage is not None and step.usage["agent"] == "flaky_backup"
+
+
+@contextmanager
+def breaker_scripts(agent: str) -> Iterator[list[str]]:
+    """The breaker scripts Redis runs on ``agent``'s key while the block runs (seen by MONITOR)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    marker = f"end-{uuid.uuid4()}"
+    seen: list[str] = []
+    with client.monitor() as monitor:
+
+        def watch() -> None:
+            for command in monitor.listen():
+                text = command["command"]
+                if marker in text:
+                    return
+                if text.lower().startswith("evalsha") and f"agents:breaker:{agent}" in text:
+                    seen.append(text)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        yield seen
+        client.echo(marker)
+        watcher.join(timeout=10)
+        assert not watcher.is_alive(), "MONITOR never saw the end marker"
+
+
+def test_a_success_resets_counted_failures_and_a_clean_one_only_asks_the_breaker(flaky: AgentFakes) -> None:
+    flaky.modes["flaky"] = 200
+    limits.breaker_allow("flaky", trial_lease=1)  # both scripts loaded: MONITOR would see a first NOSCRIPT try
+    limits.breaker_record("flaky", ok=False, config=BREAKER)  # one failure counted: a success must reset it
+
+    with breaker_scripts("flaky") as seen:
+        assert agent_run(name="flaky", call=call()).agent == "flaky"
+
+    assert agent_status("flaky").breaker.failures == 0
+    assert len(seen) == 2, seen  # admitted, then the reset recorded
+
+    with breaker_scripts("flaky") as seen:
+        assert agent_run(name="flaky", call=call()).agent == "flaky"
+
+    assert len(seen) == 1, seen  # admitted clean: its success has nothing to change, so no second round trip
+    assert agent_status("flaky").breaker.state == "closed"
