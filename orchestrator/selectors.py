@@ -99,16 +99,33 @@ def steps_pending(step_ids: list[uuid.UUID]) -> list[Step]:
         return [Step.from_db(connection.alias, step_fields, _converted(Step, r)) for r in cursor.fetchall()]
 
 
+def plan_row(where: str, params: list[Any]) -> Plan | None:
+    """The plan that ``SELECT <every plan column> FROM <plans> <where>`` finds, built as the ORM builds it (the
+    services' hot paths: reading or locking a step's plan, by a statement written once; a RawQuerySet spent
+    more time resolving its columns than the statement took)."""
+    columns, fields = _select(Plan)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {Plan._meta.db_table} {where}", params)
+        row = cursor.fetchone()
+    return None if row is None else Plan.from_db(connection.alias, fields, _converted(Plan, row))
+
+
+@cache
+def _select(model: type[Plan] | type[Step]) -> tuple[str, list[str]]:
+    """Every column of the model, and its field names in that order (the models' fields never change)."""
+    fields = model._meta.concrete_fields
+    return ", ".join(f'"{f.column}"' for f in fields), [f.attname for f in fields]
+
+
 @cache
 def _no_steps() -> Any:
     return Step.objects.none().query
 
 
-@cache
 def _steps_select() -> tuple[str, list[str]]:
-    """SELECT of every step column, and the field names in that order (the models' fields never change)."""
-    columns = ", ".join(f'"{f.column}"' for f in Step._meta.concrete_fields)
-    return f"SELECT {columns} FROM {Step._meta.db_table}", [f.attname for f in Step._meta.concrete_fields]
+    """SELECT of every step column, and the field names in that order."""
+    columns, fields = _select(Step)
+    return f"SELECT {columns} FROM {Step._meta.db_table}", fields
 
 
 @cache

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from common.errors import NotFound
 from orchestrator import events
 from orchestrator.models import Plan, PlanEvent, Step
+from orchestrator.selectors import plan_row
 from orchestrator.services.leases import lease_expires_at
 from orchestrator.states import (
     PLAN_TERMINAL,
@@ -257,7 +258,7 @@ def plan_locked(plan_id: uuid.UUID) -> Plan:
     FOR NO KEY UPDATE: event rows inserted by claims reference the plan (FOR KEY SHARE) and must not queue
     behind a step's end. Hand-written, like ``plan_of_step_locked``: every follow-up of a freeing success takes
     it, and compiling the ORM's query cost more than running it."""
-    plan = next(iter(Plan.objects.raw(f"SELECT * FROM {_PLAN} WHERE id = %s FOR NO KEY UPDATE", [plan_id])), None)
+    plan = plan_row("WHERE id = %s FOR NO KEY UPDATE", [plan_id])
     if plan is None:
         raise NotFound(f"no plan {plan_id}")
     return plan
@@ -266,7 +267,7 @@ def plan_locked(plan_id: uuid.UUID) -> Plan:
 def plan_read(plan_id: uuid.UUID) -> Plan:
     """The plan, read by a statement written once (a hot path), without taking a lock: for a caller whose
     transaction already holds the plan's row lock in some mode. Raises NotFound."""
-    plan = next(iter(Plan.objects.raw(f"SELECT * FROM {_PLAN} WHERE id = %s", [plan_id])), None)
+    plan = plan_row("WHERE id = %s", [plan_id])
     if plan is None:
         raise NotFound(f"no plan {plan_id}")
     return plan
@@ -275,9 +276,7 @@ def plan_read(plan_id: uuid.UUID) -> Plan:
 def plan_of_step_locked(step_id: uuid.UUID) -> Plan | None:
     """The step's plan, locked, in one statement (a hot path: compiling the ORM query cost more than
     running it). None if there is no such step."""
-    return next(iter(Plan.objects.raw(
-        f"SELECT * FROM {_PLAN} WHERE id = (SELECT plan_id FROM {_STEP} WHERE id = %s) FOR NO KEY UPDATE",
-        [step_id])), None)
+    return plan_row(f"WHERE id = (SELECT plan_id FROM {_STEP} WHERE id = %s) FOR NO KEY UPDATE", [step_id])
 
 
 def plan_transition(plan: Plan, to: PlanStatus, *, data: dict[str, Any] | None = None,
