@@ -99,6 +99,25 @@ def steps_pending(step_ids: list[uuid.UUID]) -> list[Step]:
         return [Step.from_db(connection.alias, step_fields, _converted(Step, r)) for r in cursor.fetchall()]
 
 
+def steps_pending_to_gate(step_ids: list[uuid.UUID]) -> tuple[list[Step], int | None, str]:
+    """``steps_pending``, with what the approval policies need of their plan (its organisation and template),
+    in the same statement: a chain's hop reads them in its one transaction (``scheduling.advance_shared``).
+    The steps must be of one plan; ([], None, "") when none is pending any more."""
+    if not step_ids:
+        return [], None, ""
+    columns, fields = _select(Step)
+    prefixed = ", ".join(f"s.{column}" for column in columns.split(", "))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {prefixed}, p.organisation_id, p.template FROM {Step._meta.db_table} s "
+                       f"JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
+                       "WHERE s.id = ANY(%s) AND s.status = 'pending' ORDER BY s.key", [list(step_ids)])
+        rows = cursor.fetchall()
+    if not rows:
+        return [], None, ""
+    steps = [Step.from_db(connection.alias, fields, _converted(Step, row[:-2])) for row in rows]
+    return steps, rows[0][-2], rows[0][-1]
+
+
 def plan_row(where: str, params: list[Any]) -> Plan | None:
     """The plan that ``SELECT <every plan column> FROM <plans> <where>`` finds, built as the ORM builds it (the
     services' hot paths: reading or locking a step's plan, by a statement written once; a RawQuerySet spent

@@ -138,7 +138,8 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
                                          "error_message": budget_reason}, event_data={"code": "budget.cap_exceeded"})
                 refused = True
                 continue
-        requirement = approvals.requirement_for(_facts(plan, step, estimate.cost, budget_reason), among=policies)
+        requirement = approvals.requirement_for(_facts(plan.template, step, estimate.cost, budget_reason),
+                                                among=policies)
         if requirement is None:
             free.append(step.id)
             if books is not None:
@@ -153,20 +154,21 @@ def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
     return free, refused
 
 
-def gate_passes(plan: Plan, steps: list[Step]) -> bool:
-    """Would ``gate`` free every one of these steps without a decision that must see the whole plan? True when
-    every estimate is zero (agents that use no LLM: none reserves budget or meets a cap) and no approval
-    policy stops any of them. Such steps may be queued under the plan's shared lock (``scheduling``)."""
+def gate_passes(steps: list[Step], *, organisation_id: int | None, template: str) -> bool:
+    """Would ``gate`` free every one of these steps (of a plan of that organisation and template) without a
+    decision that must see the whole plan? True when every estimate is zero (agents that use no LLM: none
+    reserves budget or meets a cap) and no approval policy stops any of them. Such steps may be queued under
+    the plan's shared lock (``scheduling``)."""
     if any(estimate.tokens or estimate.cost for estimate in (agent_estimate(s.agent, s.input) for s in steps)):
         return False
-    policies = approvals.policies(organisation_id=plan.organisation_id)
-    return all(approvals.requirement_for(_facts(plan, step, Decimal(0), ""), among=policies) is None
+    policies = approvals.policies(organisation_id=organisation_id)
+    return all(approvals.requirement_for(_facts(template, step, Decimal(0), ""), among=policies) is None
                for step in steps)
 
 
-def _facts(plan: Plan, step: Step, cost: Decimal, budget_reason: str) -> approvals.StepFacts:
-    """What the approval policies judge a ready step by."""
-    return approvals.StepFacts(agent=step.agent, template=plan.template, step_key=step.key, risk=step.risk,
+def _facts(template: str, step: Step, cost: Decimal, budget_reason: str) -> approvals.StepFacts:
+    """What the approval policies judge a ready step of a plan made from ``template`` by."""
+    return approvals.StepFacts(agent=step.agent, template=template, step_key=step.key, risk=step.risk,
                                estimated_cost=cost, requested=step.approval_requested, budget_reason=budget_reason)
 
 

@@ -20,7 +20,6 @@ from orchestrator.services.dispatch import dispatch_on_commit
 from orchestrator.services.transitions import (
     Moved,
     plan_locked,
-    plan_read,
     plan_transition,
     step_claimed,
     steps_transition,
@@ -115,7 +114,7 @@ class Queued:
     claimed: Moved | None = None
 
 
-def advance_shared(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID], here: Here | None) -> Queued:
+def advance_shared(*, freed: Sequence[uuid.UUID], here: Here | None) -> Queued:
     """In the transaction of a success recorded under the plan's shared lock (``steps._succeed_shared``), which
     holds that lock until it commits: queue the steps that success freed, and claim one for ``here`` as
     ``advance`` does, when the gate needs no decision that must see the whole plan (``budgets.gate_passes``:
@@ -127,8 +126,8 @@ def advance_shared(*, plan_id: uuid.UUID, freed: Sequence[uuid.UUID], here: Here
     whole (cancel, a failure, an edit) waits for the shared lock, as it waits for the success itself."""
     if settings.ORCH_OWNER_MAX_IN_FLIGHT:
         return Queued(False)
-    steps = selectors.steps_pending(list(freed))
-    if not budgets.gate_passes(plan_read(plan_id), steps):
+    steps, organisation_id, template = selectors.steps_pending_to_gate(list(freed))
+    if steps and not budgets.gate_passes(steps, organisation_id=organisation_id, template=template):
         return Queued(False)
     return Queued(True, _queue([step.id for step in steps], here))
 

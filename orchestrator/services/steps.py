@@ -163,7 +163,7 @@ def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any],
         step = moved[0]
         # What it freed is queued under the shared lock it holds, in this transaction, when that needs no
         # decision over the whole plan: one commit for the hop.
-        queued = advance_shared(plan_id=step.plan_id, freed=step.freed, here=here) if (
+        queued = advance_shared(freed=step.freed, here=here) if (
             frees and step.freed and not step.recount) else None
     if queued is not None and queued.done:
         return Ended(True, queued.claimed)

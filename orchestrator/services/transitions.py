@@ -264,15 +264,6 @@ def plan_locked(plan_id: uuid.UUID) -> Plan:
     return plan
 
 
-def plan_read(plan_id: uuid.UUID) -> Plan:
-    """The plan, read by a statement written once (a hot path), without taking a lock: for a caller whose
-    transaction already holds the plan's row lock in some mode. Raises NotFound."""
-    plan = plan_row("WHERE id = %s", [plan_id])
-    if plan is None:
-        raise NotFound(f"no plan {plan_id}")
-    return plan
-
-
 def plan_of_step_locked(step_id: uuid.UUID) -> Plan | None:
     """The step's plan, locked, in one statement (a hot path: compiling the ORM query cost more than
     running it). None if there is no such step."""
