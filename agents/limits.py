@@ -184,8 +184,8 @@ def breaker_admit(agent: str, *, trial_lease: float) -> Admission:
     when there was no failure to reset, so failures other calls record meanwhile still count as in a row.
     That saves the common call one of its two round trips to Redis."""
     answer = _run(_BREAKER_ALLOW, [_breaker_key(agent)], [trial_lease], unavailable=(1, "closed", 1))
-    allowed, state = bool(answer[0]), _text(answer[1])
-    return Admission(allowed, state == "closed" and len(answer) > 2 and int(answer[2]) == 0)
+    closed = _text(answer[1]) == "closed"  # then the answer also says how many failures are counted
+    return Admission(bool(answer[0]), closed and int(answer[2]) == 0)
 
 
 def breaker_allow(agent: str, *, trial_lease: float) -> bool:

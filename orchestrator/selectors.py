@@ -91,12 +91,7 @@ def _converters(model: type[Plan] | type[Step]) -> list[tuple[int, Any]]:
 def steps_pending(step_ids: list[uuid.UUID]) -> list[Step]:
     """Those of the given steps still pending, by key: what the gate judges when steps become ready (a
     statement written once: it runs on a step path whenever a success frees a step, and at every create)."""
-    if not step_ids:
-        return []
-    select, step_fields = _steps_select()
-    with connection.cursor() as cursor:
-        cursor.execute(f"{select} WHERE id = ANY(%s) AND status = 'pending' ORDER BY key", [list(step_ids)])
-        return [Step.from_db(connection.alias, step_fields, _converted(Step, r)) for r in cursor.fetchall()]
+    return steps_pending_to_gate(step_ids)[0]
 
 
 def steps_pending_to_gate(step_ids: list[uuid.UUID]) -> tuple[list[Step], int | None, str]:
@@ -105,10 +100,9 @@ def steps_pending_to_gate(step_ids: list[uuid.UUID]) -> tuple[list[Step], int | 
     The steps must be of one plan; ([], None, "") when none is pending any more."""
     if not step_ids:
         return [], None, ""
-    columns, fields = _select(Step)
-    prefixed = ", ".join(f"s.{column}" for column in columns.split(", "))
+    columns, fields = _select(Step, "s")
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {prefixed}, p.organisation_id, p.template FROM {Step._meta.db_table} s "
+        cursor.execute(f"SELECT {columns}, p.organisation_id, p.template FROM {Step._meta.db_table} s "
                        f"JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
                        "WHERE s.id = ANY(%s) AND s.status = 'pending' ORDER BY s.key", [list(step_ids)])
         rows = cursor.fetchall()
@@ -130,10 +124,12 @@ def plan_row(where: str, params: list[Any]) -> Plan | None:
 
 
 @cache
-def _select(model: type[Plan] | type[Step]) -> tuple[str, list[str]]:
-    """Every column of the model, and its field names in that order (the models' fields never change)."""
+def _select(model: type[Plan] | type[Step], alias: str = "") -> tuple[str, list[str]]:
+    """Every column of the model (of table ``alias``, if given), and its field names in that order (the models'
+    fields never change)."""
     fields = model._meta.concrete_fields
-    return ", ".join(f'"{f.column}"' for f in fields), [f.attname for f in fields]
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{f.column}"' for f in fields), [f.attname for f in fields]
 
 
 @cache
@@ -141,22 +137,16 @@ def _no_steps() -> Any:
     return Step.objects.none().query
 
 
-def _steps_select() -> tuple[str, list[str]]:
-    """SELECT of every step column, and the field names in that order."""
-    columns, fields = _select(Step)
-    return f"SELECT {columns} FROM {Step._meta.db_table}", fields
-
-
 @cache
 def _detail_sql() -> tuple[str, str, list[str], list[str]]:
     """The plan (with its owner's username) as ``plans_visible`` scopes it, and its steps in Step's order."""
-    plan_fields = [f.attname for f in Plan._meta.concrete_fields]
-    plan_columns = ", ".join(f'p."{f.column}"' for f in Plan._meta.concrete_fields)
+    plan_columns, plan_fields = _select(Plan, "p")
     plan_sql = (f"SELECT {plan_columns}, u.username FROM {Plan._meta.db_table} p "
                 f"JOIN {User._meta.db_table} u ON u.id = p.owner_id WHERE p.id = %s "
                 "AND (%s OR p.organisation_id = %s) AND (%s OR p.owner_id = %s)")
-    select, step_fields = _steps_select()
-    return plan_sql, f"{select} WHERE plan_id = %s ORDER BY queued_at, key", plan_fields, step_fields
+    step_columns, step_fields = _select(Step)
+    steps_sql = f"SELECT {step_columns} FROM {Step._meta.db_table} WHERE plan_id = %s ORDER BY queued_at, key"
+    return plan_sql, steps_sql, plan_fields, step_fields
 
 
 def plan_get_for_change(*, user: User, plan_id: uuid.UUID | str) -> Plan:
