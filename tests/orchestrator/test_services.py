@@ -13,6 +13,7 @@ from orchestrator import services
 from orchestrator.models import Plan, PlanEvent, Step
 from orchestrator.planning import PlanInvalid
 from orchestrator.states import PlanStatus, StepStatus
+from tests.conftest import wait_for_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -181,7 +182,7 @@ def test_planning_rejects_a_bad_llm_plan_with_its_code_and_no_steps(user: Any) -
 
     services.plan_generate(plan_id=plan.id, attempt=1, worker="test")
 
-    plan.refresh_from_db()
+    plan = wait_for_plan(plan.id, timeout=10)  # a test worker may have claimed the planning first
     assert (plan.status, plan.error_code) == (PlanStatus.FAILED, "plan.cycle")
     assert not Step.objects.filter(plan=plan).exists()
 
@@ -191,8 +192,9 @@ def test_planning_starts_a_good_llm_plan(user: Any) -> None:
 
     services.plan_generate(plan_id=plan.id, attempt=1, worker="test")
 
-    plan.refresh_from_db()
-    assert plan.status in (PlanStatus.RUNNING, PlanStatus.SUCCEEDED)  # a test worker may be running it
+    # A test worker may have claimed the planning first, and be running the plan.
+    plan = wait_for_plan(plan.id, timeout=10, statuses=(PlanStatus.RUNNING, PlanStatus.SUCCEEDED))
+    assert plan.status in (PlanStatus.RUNNING, PlanStatus.SUCCEEDED)
     steps = steps_of(plan)
     assert set(steps) == {"a", "b"} and steps["b"].depends_on == ["a"]
     assert steps["a"].attempt == 1
