@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import chain, repeat
 
 from celery import Signature, current_app
 from django.db import DatabaseError, transaction
@@ -44,16 +45,35 @@ def _send(send: Callable[[], object], *, what: str, mark_unsent: Callable[[], ob
     return False
 
 
+# The sizes of a group's batches: a wide group goes out in a few growing batches, not one, because building a
+# message costs more CPU than sending it (~0.3 ms against a round trip's ~0.1 ms): in a single batch of 200
+# the first step would wait ~70 ms for the other 199 to be built. The last size repeats.
+BATCH_SIZES = (4, 16, 64, 256)
+
+
+def _batches(signatures: list[Signature]) -> Iterator[list[Signature]]:
+    start = 0
+    for size in chain(BATCH_SIZES, repeat(BATCH_SIZES[-1])):
+        if start >= len(signatures):
+            return
+        yield signatures[start:start + size]
+        start += size
+
+
 def _publish(signatures: list[Signature]) -> None:
-    """Publish the messages in one Redis round trip (kombu's producer batch: one pipeline, sent at its exit)."""
-    with current_app.producer_or_acquire() as producer, producer.batch():
-        for signature in signatures:
-            signature.apply_async(producer=producer)
+    """Publish the messages in a few Redis round trips (kombu's producer batch: one pipeline each, sent at its
+    exit), the first batch small so that the first steps start while the rest are built."""
+    with current_app.producer_or_acquire() as producer:
+        for batch in _batches(signatures):
+            with producer.batch():
+                for signature in batch:
+                    signature.apply_async(producer=producer)
 
 
 def send_steps(moved: list[Moved]) -> bool:
-    """Publish one run_step message per step, all in one round trip. False if the broker could not take
-    them: they are then marked ``unsent`` for the reconciler."""
+    """Publish one run_step message per step, in a few round trips (``_publish``). False if the broker could
+    not take them all: they are then all marked ``unsent`` for the reconciler (a message that did go out is a
+    no-op claim when its step is sent again)."""
     if not moved:
         return True
     signatures = [

@@ -1,0 +1,38 @@
+"""Handing a group of steps to the broker (services/dispatch.py): a few growing batches, one round trip each,
+so the first steps are in the queue while the rest are still being built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from celery.signals import before_task_publish
+from django.conf import settings
+
+from orchestrator import services
+from orchestrator.services.dispatch import BATCH_SIZES
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_wide_plan_goes_to_the_broker_in_growing_batches(user: Any) -> None:
+    """40 steps on a queue no worker consumes: while each message is built, the queue already holds every
+    message of the batches before its own (4, then 16, then the last 20), and in the end all 40."""
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    before = broker.llen("held")
+    queued_while_building: list[int] = []
+
+    def note(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        if headers and headers.get("task") == "orchestrator.run_step":
+            queued_while_building.append(broker.llen("held") - before)
+
+    before_task_publish.connect(note, weak=False)
+    try:
+        services.plan_create(owner=user, request="wide", steps=[{"key": f"s{i}", "agent": "held"} for i in range(40)])
+    finally:
+        before_task_publish.disconnect(note)
+
+    assert BATCH_SIZES[:2] == (4, 16)
+    assert queued_while_building == [0] * 4 + [4] * 16 + [20] * 20
+    assert broker.llen("held") - before == 40
