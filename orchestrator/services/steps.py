@@ -346,9 +346,7 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
     Raises a database error only when recording failed for as long as the lease held: the reconciler then
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
     claimed = briefly(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
-    idle = claimed is None  # a no-op delivery (its step already taken): it heeds a recent empty pull
-    while (claimed := claimed or _claim_oldest(queue, worker, idle=idle)) is not None:
-        idle = False
+    while (claimed := claimed or _claim_oldest(queue, worker)) is not None:
         ids = bind(plan_id=str(claimed.plan_id), step_id=str(claimed.id), attempt=claimed.attempt)
         try:
             claimed = _run_claimed(claimed, worker)
@@ -360,14 +358,16 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
 _pull_idle_until: dict[str, float] = {}
 
 
-def _claim_oldest(queue: str | None, worker: str, *, idle: bool) -> ClaimedStep | None:
+def _claim_oldest(queue: str | None, worker: str) -> ClaimedStep | None:
     """The step of ``queue`` queued longest, claimed for ``worker``; None without a queue, when the worker is
-    stopping, or when nothing of that queue is queued. Once a pull finds the queue empty, an ``idle`` thread
-    (one whose delivery claimed nothing) does not ask again for ORCH_PULL_IDLE seconds: after a plan's end its
-    leftover messages arrive as no-ops, and each would otherwise ask. A thread that has just run a step always
-    asks (two pullers racing for the last queued rows may find none, and a step queued meanwhile should not
-    wait for its message). Pulling is a shortcut only: a step not pulled is run on its own message."""
-    if queue is None or _stopping() or (idle and _pull_idle_until.get(queue, 0.0) > time.monotonic()):
+    stopping, or when nothing of that queue is queued. Once a pull finds the queue empty, no thread of this
+    process asks again for ORCH_PULL_IDLE seconds: a step queued meanwhile runs on its own message, as every
+    step can. Without the pause, every step's end would ask once more: in a plan of 200 parallel calls that
+    is 200 empty pulls, a tenth of the worker's CPU, while the calls still being started wait for the GIL; and
+    after a plan's end each leftover message (a no-op claim) would ask too. While steps are queued faster
+    than their messages arrive (a wide fan-out), pulls find them, so the pause never starts. Pulling is a
+    shortcut only: a step not pulled is run on its own message."""
+    if queue is None or _stopping() or _pull_idle_until.get(queue, 0.0) > time.monotonic():
         return None
     agents = [spec.name for spec in agent_list() if spec.queue == queue]
     if not agents:

@@ -75,11 +75,11 @@ def test_a_freed_step_that_needs_a_decision_is_gated_under_the_exclusive_lock(us
         assert (b.status, b.worker) == ("succeeded", "w")
 
 
-def test_after_an_empty_pull_a_no_op_delivery_leaves_the_queue_to_its_messages(user: Any, settings: Any,
-                                                                              monkeypatch: Any) -> None:
-    """Once a pull finds the queue empty, a delivery that claimed nothing (a leftover message) does not ask again
-    for ORCH_PULL_IDLE seconds: a step queued meanwhile waits for its own message. A thread that has just run a
-    step still asks."""
+def test_after_an_empty_pull_the_threads_leave_the_queue_to_its_messages(user: Any, settings: Any,
+                                                                        monkeypatch: Any) -> None:
+    """Once a pull finds the queue empty, no thread asks again for ORCH_PULL_IDLE seconds, neither a delivery
+    that claimed nothing (a leftover message) nor one that has just run its step: a step queued meanwhile runs
+    on its own message. Once the pause is over, a thread that ran its step pulls again."""
     monkeypatch.setattr(step_service, "_pull_idle_until", {})
     settings.ORCH_PULL_IDLE = 60
     first = services.plan_create(owner=user, request="alone", steps=[{"key": "a", "agent": "held"}])
@@ -93,4 +93,10 @@ def test_after_an_empty_pull_a_no_op_delivery_leaves_the_queue_to_its_messages(u
 
     services.step_run(step_id=steps_of(second)["b"].id, attempt=1, worker="w2", queue="held")
     assert {k: (s.status, s.worker) for k, s in steps_of(second).items()} == {
-        "b": ("succeeded", "w2"), "c": ("succeeded", "w2")}
+        "b": ("succeeded", "w2"), "c": ("queued", "")}
+
+    step_service._pull_idle_until.clear()  # the pause is over
+    third = services.plan_create(owner=user, request="after", steps=[{"key": "d", "agent": "held"}])
+    services.step_run(step_id=steps_of(third)["d"].id, attempt=1, worker="w3", queue="held")
+    assert {k: (s.status, s.worker) for k, s in steps_of(second).items()} == {
+        "b": ("succeeded", "w2"), "c": ("succeeded", "w3")}
