@@ -97,14 +97,19 @@ def steps_pending(step_ids: list[uuid.UUID]) -> list[Step]:
 def steps_pending_to_gate(step_ids: list[uuid.UUID]) -> tuple[list[Step], int | None, str]:
     """``steps_pending``, with what the approval policies need of their plan (its organisation and template),
     in the same statement: a chain's hop reads them in its one transaction (``scheduling.advance_shared``).
-    The steps must be of one plan; ([], None, "") when none is pending any more."""
+    The steps must be of one plan; ([], None, "") when none is pending any more.
+
+    The steps are found by their ids; their status is checked, never searched (``|| ''``, as in
+    ``transitions.steps_transition``): a plain ``status = 'pending'`` matched the partial index of open steps,
+    and the planner read every open step of every plan to find these (5,459 rows filtered out, 3.3 ms, the
+    slowest statement of a hop)."""
     if not step_ids:
         return [], None, ""
     columns, fields = _select(Step, "s")
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {columns}, p.organisation_id, p.template FROM {Step._meta.db_table} s "
                        f"JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
-                       "WHERE s.id = ANY(%s) AND s.status = 'pending' ORDER BY s.key", [list(step_ids)])
+                       "WHERE s.id = ANY(%s) AND (s.status || '') = 'pending' ORDER BY s.key", [list(step_ids)])
         rows = cursor.fetchall()
     if not rows:
         return [], None, ""

@@ -100,3 +100,32 @@ def test_after_an_empty_pull_the_threads_leave_the_queue_to_its_messages(user: A
     services.step_run(step_id=steps_of(third)["d"].id, attempt=1, worker="w3", queue="held")
     assert {k: (s.status, s.worker) for k, s in steps_of(second).items()} == {
         "b": ("succeeded", "w2"), "c": ("succeeded", "w3")}
+
+
+def test_the_gate_reads_its_freed_steps_by_id_however_many_steps_are_open(user: Any) -> None:
+    """The hop's read of the steps it freed (``selectors.steps_pending_to_gate``) finds them by id, whatever the
+    statistics say. With statistics taken while few steps were open, a plain ``status = 'pending'`` matched the
+    partial index of open steps, and the read went through every open step of every plan (3.3 ms, the slowest
+    statement of a hop, in a database with 5,459 open steps)."""
+    from orchestrator import selectors
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE orchestrator_step")  # statistics of a database with few open steps
+    for n in range(4):  # then many open steps, in other plans
+        services.plan_create(owner=user, request=f"open {n}", steps=[
+            {"key": f"s{i}", "agent": "held", **({"depends_on": ["s0"]} if i else {})} for i in range(150)])
+    plan = services.plan_create(owner=user, request="gated", steps=[
+        {"key": "a", "agent": "held"}, {"key": "b", "agent": "held", "depends_on": ["a"]}])
+    with CaptureQueriesContext(connection) as captured:
+        selectors.steps_pending_to_gate([steps_of(plan)["b"].id])
+    (read,) = [q["sql"] for q in captured.captured_queries if "p.template" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {read}")
+        explained = cursor.fetchone()[0]
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
+
+    scans = [n for n in nodes(explained[0]["Plan"]) if n.get("Relation Name") == "orchestrator_step"]
+    assert [n.get("Index Name") for n in scans] == ["orchestrator_step_pkey"]
+    assert all(n.get("Rows Removed by Filter", 0) == 0 for n in scans)
