@@ -36,9 +36,11 @@ Concurrency rules (read these before changing anything here):
    claims it in the transaction that queues it instead (``scheduling.Here``), and no
    message is sent for it: if that worker dies before running it, its lease lapses like any running step's.
    A thread with nothing left to run claims the step of its delivery's queue queued longest
-   (``transitions.step_claimed_oldest``: the same conditional claim, its row chosen ``FOR UPDATE SKIP LOCKED``
-   so that threads pulling at once take different steps); the step's own message then claims nothing. Every
-   step still gets its message, so a wide plan is spread over all workers and none is stranded if a puller dies.
+   (``transitions.step_claimed_oldest``: the same conditional claim, its row chosen among each of the queue's
+   agents' oldest ``FOR UPDATE SKIP LOCKED`` so that threads pulling at once take different steps); the step's
+   own message then claims nothing. After a pull that found nothing, the process does not pull that queue for
+   ORCH_PULL_IDLE. Every step still gets its message, so a wide plan is spread over all workers and none is
+   stranded if a puller dies.
 3. Lock order: approval, then plan, then the owner's budget row, then the organisation's budget row (only
    when it has limits), then steps. The reconciler locks one plan at a time. Messages go out after commit
    (``transaction.on_commit``); if one is lost, the reconciler sends it again, and the attempt number makes
