@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from approvals.models import Approval
@@ -20,6 +20,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def steps_of(plan: Plan) -> dict[str, Step]:
     return {s.key: s for s in Step.objects.filter(plan=plan)}
+
+
+def step_scans(sql: str) -> list[dict[str, Any]]:
+    """The nodes of ``sql``'s executed plan (EXPLAIN ANALYZE, rolled back) that read the steps table."""
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        explained = cursor.fetchone()[0]
+        transaction.set_rollback(True)
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
+
+    return [n for n in nodes(explained[0]["Plan"]) if n.get("Relation Name") == "orchestrator_step"]
 
 
 def exclusive_locks(captured: CaptureQueriesContext) -> int:
@@ -119,14 +133,7 @@ def test_the_gate_reads_its_freed_steps_by_id_however_many_steps_are_open(user: 
     with CaptureQueriesContext(connection) as captured:
         selectors.steps_pending_to_gate([steps_of(plan)["b"].id])
     (read,) = [q["sql"] for q in captured.captured_queries if "p.template" in q["sql"]]
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {read}")
-        explained = cursor.fetchone()[0]
-
-    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
-
-    scans = [n for n in nodes(explained[0]["Plan"]) if n.get("Relation Name") == "orchestrator_step"]
+    scans = step_scans(read)
     assert [n.get("Index Name") for n in scans] == ["orchestrator_step_pkey"]
     assert all(n.get("Rows Removed by Filter", 0) == 0 for n in scans)
 
@@ -135,8 +142,6 @@ def test_a_pull_reads_nothing_of_another_queues_backlog(user: Any) -> None:
     """A worker's pull (``transitions.step_claimed_oldest``) reads each of its agents' oldest queued step, not the
     queued steps of every queue in order: a backlog of 300 steps on another queue, queued first, costs a pull
     nothing (it read all 300 to find none of its own)."""
-    from django.db import transaction
-
     from orchestrator.services.transitions import step_claimed_oldest
 
     services.plan_create(owner=user, request="backlog", steps=[{"key": f"s{i}", "agent": "held"} for i in range(300)])
@@ -145,14 +150,6 @@ def test_a_pull_reads_nothing_of_another_queues_backlog(user: Any) -> None:
     with CaptureQueriesContext(connection) as captured:
         assert step_claimed_oldest(agents=["where", "where_inline"], worker="w") is None
     (pull,) = [q["sql"] for q in captured.captured_queries if "SKIP LOCKED" in q["sql"]]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {pull}")
-        explained = cursor.fetchone()[0]
-        transaction.set_rollback(True)
-
-    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
-
     read = sum(n.get("Actual Rows", 0) * n.get("Actual Loops", 1) + n.get("Rows Removed by Filter", 0)
-               for n in nodes(explained[0]["Plan"]) if n.get("Relation Name") == "orchestrator_step")
+               for n in step_scans(pull))
     assert read == 0
