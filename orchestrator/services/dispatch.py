@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from itertools import chain, repeat
 
 from celery import Signature, current_app
@@ -65,7 +66,7 @@ def _publish(signatures: list[Signature]) -> None:
     exit), the first batch small so that the first steps start while the rest are built."""
     with current_app.producer_or_acquire() as producer:
         for batch in _batches(signatures):
-            with producer.batch():
+            with producer.batch() if len(batch) > 1 else nullcontext():  # one message: no pipeline to build
                 for signature in batch:
                     signature.apply_async(producer=producer)
 

@@ -94,13 +94,13 @@ def plan_create(*, owner: User, request: str, template: str = "",
     # A plan given its steps starts as it is created: created running, its two events in one insert.
     now, planned = timezone.now(), specs is None
     with transaction.atomic():
-        plan = Plan.objects.create(owner=owner, organisation_id=organisation_id, request=request, template=template,
+        plan, = copy_insert([Plan(owner=owner, organisation_id=organisation_id, request=request, template=template,
                                    inputs=inputs, budget_tokens=budget_tokens, budget_cost=budget_cost,
                                    cap_tokens=cap_tokens, cap_cost=cap_cost,
                                    max_replans=settings.ORCH_MAX_REPLANS if max_replans is None else max_replans,
                                    status=PlanStatus.PLANNING if planned else PlanStatus.RUNNING,
                                    started_at=None if planned else now,
-                                   planning_attempt=1 if planned else 0, planning_queued_at=now if planned else None)
+                                   planning_attempt=1 if planned else 0, planning_queued_at=now if planned else None)])
         created = [("plan.created", "", {"template": template})]
         events_record(plan_id=plan.id, actor=owner, items=created if planned else [
             *created, ("plan.started", "", {"steps": len(specs or ())})])

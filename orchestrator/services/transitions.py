@@ -18,6 +18,7 @@ from django.db.models import JSONField
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from common.bulk import insert_returning
 from common.errors import NotFound
 from orchestrator import events
 from orchestrator.models import Plan, PlanEvent, Step
@@ -117,10 +118,10 @@ def events_record(*, plan_id: uuid.UUID, items: list[tuple[str, str, dict[str, A
     resumes from these rows).
     """
     now = timezone.now()
-    stored = PlanEvent.objects.bulk_create(
+    stored = insert_returning([
         PlanEvent(plan_id=plan_id, type=type_, step_key=key, data=data, actor=actor, created_at=now)
         for type_, key, data in items
-    )
+    ])
     events.publish_on_commit(stored)
 
 

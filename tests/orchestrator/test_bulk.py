@@ -1,5 +1,6 @@
-"""common.bulk.copy_insert (a plan's steps are written with COPY): the rows read back are the ones
-``bulk_create`` writes, for every kind of value a step holds, text COPY must escape included."""
+"""common.bulk (a plan, its steps and the audit trail's entries are written with COPY, events with a written-once
+INSERT): the rows read back are the ones the ORM writes, for every kind of value a step holds, text COPY must
+escape included."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 
-from common.bulk import copy_insert
-from orchestrator.models import Plan, Step
+from audit.models import AuditEntry
+from common.bulk import ROWS_PER_INSERT, copy_insert, insert_returning
+from orchestrator.models import Plan, PlanEvent, Step
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,3 +55,34 @@ def test_copy_insert_fails_whole_as_the_orm_would(user: Any) -> None:
         copy_insert(_steps(plan))  # "a" again: the unique key per plan
 
     assert Step.objects.filter(plan=plan).count() == 1  # nothing of the failed COPY stayed
+
+
+def test_copy_insert_sets_auto_now_add_and_leaves_a_serial_key_to_the_database() -> None:
+    entries = [AuditEntry(action="api.post", target=AWKWARD, data={"n": i}) for i in range(2)]
+
+    written = copy_insert(entries)
+
+    stored = list(AuditEntry.objects.filter(action="api.post").order_by("id"))
+    assert [e.data for e in stored] == [{"n": 0}, {"n": 1}] and stored[0].target == AWKWARD
+    assert stored[0].id < stored[1].id  # the sequence's
+    assert all(e.at is not None for e in written) and [e.at for e in stored] == [e.at for e in written]
+    assert [e.pk for e in written] == [None, None]  # not read back: said so in its docstring
+
+
+def test_insert_returning_writes_what_bulk_create_writes_and_reads_back_the_keys_in_order(user: Any) -> None:
+    plan = Plan.objects.create(owner=user, request="bulk")
+    count = ROWS_PER_INSERT * 2 + 3  # three statements: two full, one of three rows
+
+    def events(tag: str) -> list[PlanEvent]:
+        return [PlanEvent(plan=plan, type=f"{tag}.{i}", step_key=AWKWARD if i % 2 else "", actor=user if i else None,
+                          data={"i": i, "text": AWKWARD}) for i in range(count)]
+
+    by_orm = PlanEvent.objects.bulk_create(events("orm"))
+    written = insert_returning(events("fast"))
+
+    assert [e.type for e in PlanEvent.objects.filter(id__in=[e.id for e in written]).order_by("id")] == [
+        f"fast.{i}" for i in range(count)]  # each instance got its own row's key
+    assert [e._state.adding for e in written] == [False] * count
+    fields = ["plan", "step_key", "data", "actor"]
+    assert [model_to_dict(e, fields) for e in PlanEvent.objects.filter(type__startswith="fast.").order_by("id")] == [
+        model_to_dict(e, fields) for e in PlanEvent.objects.filter(id__in=[e.id for e in by_orm]).order_by("id")]
