@@ -95,6 +95,11 @@ class Step(models.Model):
     # counts in the statement that records it; the dependent whose count reaches 0 is ready.
     dependents = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     waiting_on = models.PositiveIntegerField(default=0)
+    # A scheduling hint: how many steps its longest chain of dependents holds, itself included (1 for a sink),
+    # among the steps it was added with (readiness.ranks_of). Of the steps one success frees, the worker runs
+    # the one ranked highest itself and sends the others: the critical path first. It never decides whether
+    # a step runs.
+    rank = models.IntegerField(default=1, db_default=1)  # see migration 0013
     # Inputs to the approval policies: the plan can raise a step's risk or ask for a gate, never lower
     # or remove what policy requires (approvals.policies).
     risk = models.CharField(max_length=8, default="low")

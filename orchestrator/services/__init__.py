@@ -33,7 +33,8 @@ Concurrency rules (read these before changing anything here):
    not wait for a step's end.) The claim (queued -> running) needs no plan lock: its conditional UPDATE
    races only with cancel and the reconciler's requeue, both of which move only ``queued`` steps at a known
    attempt, so the step's row lock decides each race. A worker whose success frees a step of its own queue
-   claims it in the transaction that queues it instead (``scheduling.Here``), and no
+   claims it in the transaction that queues it instead (``scheduling.Here``; of several, the one with the
+   longest chain of dependents after it, ``Step.rank``), and no
    message is sent for it: if that worker dies before running it, its lease lapses like any running step's.
    A thread with nothing left to run claims the step of its delivery's queue queued longest
    (``transitions.step_claimed_oldest``: the same conditional claim, its row chosen among each of the queue's

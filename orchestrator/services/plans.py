@@ -48,11 +48,12 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> list[Step]:
     triggered = growth.trigger_steps(plan.template)
     # The counts of new steps among themselves; a plan that already has steps (growth) recomputes them all.
     counts = readiness.counts_of({spec.key: spec.depends_on for spec in specs})
+    ranks = readiness.ranks_of({spec.key: spec.depends_on for spec in specs})
     return copy_insert([
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
              risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out, replan=spec.replan,
              grows=spec.fan_out is not None or spec.replan or spec.key in triggered,
-             dependents=counts[spec.key][0], waiting_on=counts[spec.key][1],
+             dependents=counts[spec.key][0], waiting_on=counts[spec.key][1], rank=ranks.get(spec.key, 1),
              timeout=agents[spec.agent].timeout, deadline=agents[spec.agent].deadline,
              max_attempts=settings.ORCH_STEP_MAX_ATTEMPTS)
         for spec in specs

@@ -78,6 +78,29 @@ def counts_of(depends_on: dict[str, Iterable[str]], *,
             for key, deps in depends_on.items()}
 
 
+def ranks_of(depends_on: dict[str, Iterable[str]]) -> dict[str, int]:
+    """Each step's rank: how many steps its longest chain of dependents holds, itself included (1 for a sink).
+    Dependencies outside ``depends_on`` are ignored; the steps must not depend on each other in a cycle (plans
+    are validated as a DAG before they are stored)."""
+    dependents: dict[str, list[str]] = {key: [] for key in depends_on}
+    waiting = {key: 0 for key in depends_on}
+    for key, deps in depends_on.items():
+        for dep in dict.fromkeys(deps):
+            if dep in dependents:
+                dependents[dep].append(key)
+                waiting[key] += 1
+    order = [key for key, count in waiting.items() if count == 0]  # a topological order, roots first
+    for key in order:
+        for dependent in dependents[key]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                order.append(dependent)
+    rank: dict[str, int] = {}
+    for key in reversed(order):
+        rank[key] = 1 + max((rank[d] for d in dependents[key]), default=0)
+    return rank
+
+
 def graph_refresh(*, plan_id: uuid.UUID) -> Graph:
     """Read the plan's steps, make every ``dependents`` and ``waiting_on`` true (one UPDATE of the rows that
     were wrong), and return the graph. The caller holds the plan's exclusive lock."""

@@ -63,9 +63,11 @@ def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here 
 
 
 def _queue(free: Sequence[uuid.UUID], here: Here | None) -> Moved | None:
-    """Queue the steps the gate freed; they get their messages on commit, but for the one claimed for ``here``."""
+    """Queue the steps the gate freed; they get their messages on commit, but for the one claimed for ``here``:
+    the one ranked highest (``Step.rank``: the longest chain after it), as its messages go out in that order."""
     queued = steps_transition(step_ids=free, sources=[StepStatus.PENDING], to=StepStatus.QUEUED,
                               fields={"queued_at": timezone.now(), "requeues": 0}, increment=("attempt",))
+    queued.sort(key=lambda step: -step.rank)  # stable: equal ranks keep the statement's order
     claimed = _claim_here(queued, here)
     dispatch_on_commit([s for s in queued if claimed is None or s.id != claimed.id])
     return claimed

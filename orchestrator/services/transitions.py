@@ -96,6 +96,7 @@ class Moved:
     depends_on: list[str]
     timeout: float
     deadline: float
+    rank: int = 1  # Step.rank: which of the steps freed together a worker runs itself (scheduling._queue)
     # A success only: its dependents whose last dependency this was (pending, now ready), and whether any
     # dependent still waits on others (then the plan cannot have settled with this step).
     freed: tuple[uuid.UUID, ...] = ()
@@ -208,7 +209,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     sql = f"""
         WITH {lock}moved AS (
             UPDATE {_STEP} SET {", ".join(sets)} WHERE {where}
-            RETURNING id, plan_id, key, agent, attempt, input, depends_on, timeout, deadline, dependents
+            RETURNING id, plan_id, key, agent, attempt, input, depends_on, timeout, deadline, dependents, rank
         ), recorded AS (
             INSERT INTO {_EVENT} (plan_id, step_key, type, data, actor_id, created_at)
             SELECT plan_id, key, %s, jsonb_build_object('attempt', attempt, 'agent', agent) || %s::jsonb, %s, %s
@@ -217,7 +218,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
         ){_FREED if succeeded else ""}
         SELECT moved.id, moved.plan_id, moved.key, moved.agent, moved.attempt, moved.input, moved.depends_on,
                moved.timeout, moved.deadline,{_FREED_COLUMNS if succeeded else _NO_FREED_COLUMNS}
-               {_CONTEXT_COLUMN + _LAST_OF_COLUMN if claims else "NULL, false,"} recorded.id
+               {_CONTEXT_COLUMN + _LAST_OF_COLUMN if claims else "NULL, false,"} moved.rank, recorded.id
         FROM moved JOIN recorded ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -226,7 +227,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     moved = [Moved(id=row[0], plan_id=row[1], key=row[2], agent=row[3], attempt=row[4], input=json.loads(row[5]),
                    depends_on=row[6], timeout=row[7], deadline=row[8], freed=tuple(row[9]), blocked=row[10],
                    recount=row[11], context=json.loads(row[12] or "{}") if claims else None,
-                   last_of_a_dependent=row[13])
+                   last_of_a_dependent=row[13], rank=row[14])
              for row in rows]
     events.publish_on_commit(
         PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,

@@ -57,6 +57,22 @@ def test_a_chain_commits_each_hop_once_under_the_shared_lock(user: Any) -> None:
     assert exclusive_locks(captured) == 1
 
 
+def test_of_the_steps_a_success_frees_the_thread_runs_the_one_with_the_longest_chain_after_it(user: Any) -> None:
+    """a frees b (a sink) and c (c -> d): the thread runs c, then d, itself and sends b: the critical path
+    first (Step.rank), so the step more likely to set the plan's end does not wait for a message. Before ranks
+    the statement's order decided, and it ran b."""
+    plan = services.plan_create(owner=user, request="rank", steps=[
+        {"key": "a", "agent": "held"}, {"key": "b", "agent": "held", "depends_on": ["a"]},
+        {"key": "c", "agent": "held", "depends_on": ["a"]}, {"key": "d", "agent": "held", "depends_on": ["c"]},
+        {"key": "e", "agent": "held", "depends_on": ["a", "d"]}])
+    assert {k: s.rank for k, s in steps_of(plan).items()} == {"a": 4, "b": 1, "c": 3, "d": 2, "e": 1}
+
+    services.step_run(step_id=steps_of(plan)["a"].id, attempt=1, worker="w")
+
+    assert {k: s.status for k, s in steps_of(plan).items()} == {
+        "a": "succeeded", "b": "queued", "c": "succeeded", "d": "succeeded", "e": "succeeded"}
+
+
 def test_a_claim_says_whether_the_step_is_the_last_a_dependent_waits_for(user: Any) -> None:
     plan = services.plan_create(owner=user, request="join", steps=[
         {"key": "a", "agent": "held"}, {"key": "x", "agent": "held"},
