@@ -1,5 +1,6 @@
-"""The load generator of ``bench.api``: CONNECTIONS keep-alive HTTP/1.1 connections on raw asyncio streams (no
-HTTP library: it shares the 2 cores with the server), each sending one request after another for SECONDS.
+"""The load generator of ``bench.api``: CONNECTIONS keep-alive HTTP/1.1 connections on raw asyncio streams on
+uvloop, as the server runs (no HTTP library: it shares the 2 cores with the server), each sending one request
+after another for SECONDS.
 
     python -m bench.http_load URL METHOD PATH TOKEN CONNECTIONS SECONDS EXPECTED_STATUS [BODY_JSON]
 
@@ -15,6 +16,8 @@ import sys
 import time
 from collections import Counter
 from urllib.parse import urlsplit
+
+import uvloop
 
 
 async def connection(host: str, port: int, request: bytes, until: float, statuses: Counter[int],
@@ -65,5 +68,5 @@ async def main(url: str, method: str, path: str, token: str, connections: int, s
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    asyncio.run(main(args[0], args[1], args[2], args[3], int(args[4]), float(args[5]), int(args[6]),
+    uvloop.run(main(args[0], args[1], args[2], args[3], int(args[4]), float(args[5]), int(args[6]),
                      args[7] if len(args) > 7 else ""))

@@ -1,5 +1,6 @@
-"""The watchers of ``bench.sse``: one process holding many SSE connections on raw asyncio streams (no HTTP
-library: at 2,000 connections the load generator's own CPU is part of the measurement, on the same 2 cores).
+"""The watchers of ``bench.sse``: one process holding many SSE connections on raw asyncio streams, on uvloop as
+the server runs (no HTTP library: at 2,000 connections the load generator's own CPU is part of the measurement,
+on the same 2 cores; uvloop's streams cost it about half of the default loop's).
 
     python -m bench.sse_client URLS PATH TOKEN CONNECTIONS
 
@@ -18,6 +19,8 @@ import re
 import sys
 import time
 from urllib.parse import urlsplit
+
+import uvloop
 
 OPEN_AT_ONCE = 64
 first: dict[int, float] = {}
@@ -84,4 +87,4 @@ async def main(urls: list[str], path: str, token: str, count: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1].split(","), sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    uvloop.run(main(sys.argv[1].split(","), sys.argv[2], sys.argv[3], int(sys.argv[4])))
