@@ -85,7 +85,9 @@ class Plan(Spending):
 
 class Step(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="steps")
+    # No index on the plan alone (migration 0014): the (plan, key) unique constraint's index serves every read by
+    # plan, and a second one misled the planner into reading a whole plan for a lookup by key.
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="steps", db_index=False)
     key = models.CharField(max_length=100)
     agent = models.CharField(max_length=100)
     input = models.JSONField(default=dict, blank=True)
