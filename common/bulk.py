@@ -56,13 +56,18 @@ def _saved[M: Model](objs: list[M], alias: str) -> list[M]:
     return objs
 
 
+@cache
+def _copy_sql(model: type[Model]) -> str:
+    columns, _ = _columns(model)
+    return f"COPY {connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
+
+
 def copy_insert[M: Model](objs: list[M]) -> list[M]:
     """Insert ``objs`` (new instances of one model) with COPY; returns them, saved."""
     if not objs:
         return objs
-    columns, fields = _columns(type(objs[0]))
-    meta = objs[0]._meta
-    sql = f"COPY {connections[DEFAULT_DB_ALIAS].ops.quote_name(meta.db_table)} ({columns}) FROM STDIN"
+    _, fields = _columns(type(objs[0]))
+    sql = _copy_sql(type(objs[0]))
     with _statement(sql) as (db, cursor), cursor.copy(sql) as copy:
         for obj in objs:
             copy.write_row(_values(obj, fields, db))

@@ -17,6 +17,7 @@ in ``services/__init__.py``).
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -78,22 +79,16 @@ def counts_of(depends_on: dict[str, Iterable[str]], *,
             for key, deps in depends_on.items()}
 
 
-def ranks_of(depends_on: dict[str, Iterable[str]]) -> dict[str, int]:
-    """Each step's rank: how many steps its longest chain of dependents holds, itself included (1 for a sink).
-    Dependencies outside ``depends_on`` are ignored; the steps must not depend on each other in a cycle (plans
-    are validated as a DAG before they are stored)."""
-    dependents: dict[str, list[str]] = {key: [] for key in depends_on}
-    waiting = {key: 0 for key in depends_on}
-    for key, deps in depends_on.items():
-        for dep in dict.fromkeys(deps):
-            if dep in dependents:
-                dependents[dep].append(key)
-                waiting[key] += 1
-    order = [key for key, count in waiting.items() if count == 0]  # a topological order, roots first
+def ranks_of(dependents: dict[str, list[str]]) -> dict[str, int]:
+    """Each step's rank, given each step's dependents (as ``counts_of`` finds them): how many steps its longest
+    chain of dependents holds, itself included (1 for a sink). The steps must not depend on each other in a
+    cycle (plans are validated as a DAG before they are stored)."""
+    waiting = Counter(dependent for found in dependents.values() for dependent in found)
+    order = [key for key in dependents if not waiting[key]]  # a topological order, roots first
     for key in order:
         for dependent in dependents[key]:
             waiting[dependent] -= 1
-            if waiting[dependent] == 0:
+            if not waiting[dependent]:
                 order.append(dependent)
     rank: dict[str, int] = {}
     for key in reversed(order):

@@ -36,6 +36,12 @@ def step_scans(sql: str) -> list[dict[str, Any]]:
     return [n for n in nodes(explained[0]["Plan"]) if n.get("Relation Name") == "orchestrator_step"]
 
 
+def step_rows_read(sql: str) -> float:
+    """How many rows of the steps table ``sql`` reads (returned by its scans, or filtered out by them)."""
+    return sum(n.get("Actual Rows", 0) * n.get("Actual Loops", 1) + n.get("Rows Removed by Filter", 0)
+               for n in step_scans(sql))
+
+
 def exclusive_locks(captured: CaptureQueriesContext) -> int:
     return sum("FOR NO KEY UPDATE" in query["sql"] for query in captured.captured_queries)
 
@@ -166,8 +172,7 @@ def test_a_pull_reads_nothing_of_another_queues_backlog(user: Any) -> None:
     with CaptureQueriesContext(connection) as captured:
         assert step_claimed_oldest(agents=["where", "where_inline"], worker="w") is None
     (pull,) = [q["sql"] for q in captured.captured_queries if "SKIP LOCKED" in q["sql"]]
-    read = sum(n.get("Actual Rows", 0) * n.get("Actual Loops", 1) + n.get("Rows Removed by Filter", 0)
-               for n in step_scans(pull))
+    read = step_rows_read(pull)
     assert read == 0
 
 
@@ -190,6 +195,5 @@ def test_a_claim_looks_up_its_dependencies_and_dependents_by_key_in_a_plan_of_an
         assert step_claimed(step_id=step.id, attempt=1, worker="w") is not None
         transaction.set_rollback(True)  # still queued: EXPLAIN ANALYZE below runs the same claim
     (claim,) = [q["sql"] for q in captured.captured_queries if "jsonb_object_agg" in q["sql"]]
-    read = sum(n.get("Actual Rows", 0) * n.get("Actual Loops", 1) + n.get("Rows Removed by Filter", 0)
-               for n in step_scans(claim))
+    read = step_rows_read(claim)
     assert read <= 3  # the step itself, and its one dependent (its context is empty)
