@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -157,12 +160,29 @@ def checked_address(policy: EgressPolicy, host: str, port: int) -> IpAddress:
     return addresses[0]
 
 
-class GuardedTransport(httpx.HTTPTransport):
-    """An httpx transport that connects only to addresses the policy allows (see the module doc)."""
+class GuardedTransport(httpx.BaseTransport):
+    """An httpx transport that connects only to addresses the policy allows (see the module doc).
+
+    Connections are kept alive and reused, in one pool per host name: a connection is made to the address
+    checked for one name (and, over TLS, verified for that name), so it only ever carries that name's
+    requests, never another name's that happens to resolve to the same address."""
+
+    MAX_HOSTS = 32  # pools kept; past that the oldest is dropped (its idle connections close when collected)
 
     def __init__(self, policy: EgressPolicy, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self.policy = policy
+        self._kwargs = kwargs
+        self._pools: dict[str, httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def _pool(self, host: str) -> httpx.HTTPTransport:
+        with self._lock:
+            pool = self._pools.get(host)
+            if pool is None:
+                if len(self._pools) >= self.MAX_HOSTS:
+                    del self._pools[next(iter(self._pools))]  # not closed: another thread may be using it
+                pool = self._pools[host] = httpx.HTTPTransport(**self._kwargs)
+            return pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -184,7 +204,13 @@ class GuardedTransport(httpx.HTTPTransport):
         extensions = {**request.extensions, **({"sni_hostname": url.host} if url.scheme == "https" else {})}
         pinned = httpx.Request(request.method, url.copy_with(host=str(address)), headers=headers,
                                stream=request.stream, extensions=extensions)
-        return super().handle_request(pinned)
+        return self._pool(url.host.lower()).handle_request(pinned)
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
 
 _tls: ssl.SSLContext | None = None
@@ -204,10 +230,39 @@ def ssl_context() -> ssl.SSLContext:
 
 
 def guarded_client(policy: EgressPolicy, *, timeout: float, headers: dict[str, str] | None = None,
-                   max_redirects: int = 5) -> httpx.Client:
+                   max_redirects: int = 5, limits: httpx.Limits | None = None) -> httpx.Client:
     """An httpx client whose every request and redirect hop passes the SSRF guard."""
-    return httpx.Client(transport=GuardedTransport(policy, verify=ssl_context()), timeout=timeout,
-                        headers=headers, follow_redirects=True, max_redirects=max_redirects)
+    transport = GuardedTransport(policy, verify=ssl_context(), **({"limits": limits} if limits else {}))
+    return httpx.Client(transport=transport, timeout=timeout, headers=headers, follow_redirects=True,
+                        max_redirects=max_redirects)
+
+
+# A kept client (``KeptClient``): as many calls at once as the worker has threads, and up to this many idle
+# connections kept alive (for 5 s, httpx's default) for the next calls.
+KEPT_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+
+
+class KeptClient:
+    """An httpx client built on first use and kept, so that an agent's calls reuse its connections: no TCP and
+    TLS handshake, nor a client and its pool built, per call. An httpx client is safe to share between
+    threads (each call passes its own timeout); a forked child builds its own, never using its parent's
+    connections. It keeps no cookies: a cookie one call was given (one owner's step) is never sent with
+    another's."""
+
+    def __init__(self, build: Callable[[], httpx.Client]) -> None:
+        self._build = build
+        self._client: httpx.Client | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def get(self) -> httpx.Client:
+        if self._client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():
+                    client = self._build()
+                    client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+                    self._client, self._pid = client, os.getpid()
+        return self._client
 
 
 def webhook_policy(url: str) -> EgressPolicy:

@@ -24,7 +24,7 @@ import httpx
 from httpx_sse import EventSource
 
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec
-from agents.egress import EgressPolicy, guarded_client
+from agents.egress import KEPT_LIMITS, EgressPolicy, KeptClient, guarded_client
 from agents.errors import AgentBadOutput, AgentConfigError, AgentTimeout
 from agents.kinds.transport import raise_for_status, request_errors
 
@@ -43,6 +43,8 @@ class HttpAgent(Agent):
         self.headers = {str(k): str(v) for k, v in (spec.options.get("headers") or {}).items()}
         self.header_env = {str(k): str(v) for k, v in (spec.options.get("header_env") or {}).items()}
         self.policy = EgressPolicy.for_agent(spec.name, url, spec.options)
+        # One client for the agent's calls (each passes its own timeout): connections are kept alive and reused.
+        self.client = KeptClient(lambda: guarded_client(self.policy, timeout=30, limits=KEPT_LIMITS))
 
     def _headers(self, call: AgentCall) -> dict[str, str]:
         secrets = {header: os.environ.get(env, "") for header, env in self.header_env.items()}
@@ -51,8 +53,8 @@ class HttpAgent(Agent):
     def run(self, call: AgentCall) -> AgentResult:
         body = {"input": call.input, "context": call.context, "plan_id": call.plan_id, "step": call.step_key}
         deadline = time.monotonic() + call.timeout
-        with request_errors(self.spec.name), guarded_client(self.policy, timeout=call.timeout) as client, \
-                client.stream("POST", self.url, json=body, headers=self._headers(call)) as response:
+        with request_errors(self.spec.name), self.client.get().stream(
+                "POST", self.url, json=body, headers=self._headers(call), timeout=call.timeout) as response:
             raise_for_status(self.spec.name, response)
             kind = response.headers.get("content-type", "").split(";")[0].strip()
             if kind == "text/event-stream":

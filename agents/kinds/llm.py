@@ -30,7 +30,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from agents import telemetry
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec, Usage
-from agents.egress import ssl_context
+from agents.egress import KEPT_LIMITS, KeptClient, ssl_context
 from agents.errors import (
     AgentBadOutput,
     AgentConfigError,
@@ -43,6 +43,8 @@ from agents.tokens import max_tokens_for
 
 PROVIDERS = ("openai", "anthropic", "offline")
 ANTHROPIC_VERSION = "2023-06-01"
+# One client for every provider call of this process: connections to a provider are kept alive and reused.
+_client = KeptClient(lambda: httpx.Client(verify=ssl_context(), limits=KEPT_LIMITS, timeout=60))
 
 
 @dataclass
@@ -212,8 +214,8 @@ def openai_complete(req: Request, *, base_url: str, api_key: str, call: AgentCal
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     url = f"{base_url.rstrip('/')}/chat/completions"
     deadline = time.monotonic() + call.timeout
-    with request_errors(agent), httpx.Client(timeout=call.timeout, verify=ssl_context()) as client, \
-            client.stream("POST", url, json=_openai_body(req), headers=headers) as response:
+    with request_errors(agent), _client.get().stream("POST", url, json=_openai_body(req), headers=headers,
+                                                      timeout=call.timeout) as response:
         raise_for_status(agent, response)
         if req.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
             return _openai_stream(response, req, call, deadline, agent)
@@ -298,8 +300,8 @@ def anthropic_complete(req: Request, *, base_url: str, api_key: str, call: Agent
     headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
     url = f"{base_url.rstrip('/')}/messages"
     deadline = time.monotonic() + call.timeout
-    with request_errors(agent), httpx.Client(timeout=call.timeout, verify=ssl_context()) as client, \
-            client.stream("POST", url, json=_anthropic_body(req), headers=headers) as response:
+    with request_errors(agent), _client.get().stream("POST", url, json=_anthropic_body(req), headers=headers,
+                                                      timeout=call.timeout) as response:
         raise_for_status(agent, response)
         if req.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
             return _anthropic_stream(response, req, call, deadline, agent)

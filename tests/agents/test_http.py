@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from agents.api import AgentCall, agent_run
 from agents.base import AgentSpec
+from agents.egress import EgressPolicy, guarded_client
 from agents.errors import EgressRefused
 from agents.kinds.http import HttpAgent
 from tests.agents.fakes import AgentFakes
@@ -100,3 +104,67 @@ def test_a_redirect_within_the_allowed_service_is_followed(agent_fakes: AgentFak
     result = agent_run(name="service_redirect", call=call({"to": "/svc/json"}))
 
     assert result.output["echo"] == {"to": "/svc/json"}
+
+
+class _KeepAlive:
+    """An HTTP/1.1 service that keeps connections open, notes each request's (client port, Cookie header)
+    and sets a cookie on every answer."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str | None]] = []
+        seen = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append((self.client_address[1], self.headers.get("Cookie")))
+                body = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Set-Cookie", f"session=s{len(seen)}; Path=/")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def keep_alive() -> Iterator[_KeepAlive]:
+    service = _KeepAlive()
+    yield service
+    service.server.shutdown()
+    service.server.server_close()
+
+
+def test_an_agents_calls_reuse_one_kept_alive_connection_and_carry_no_cookie(keep_alive: _KeepAlive) -> None:
+    agent = http_agent(f"http://127.0.0.1:{keep_alive.port}/agent", allow_private=True)
+
+    outputs = [agent.run(call()).output for _ in range(3)]
+
+    # One TCP connection for the three calls (a client per call opened three), and the cookie the service set
+    # on one call (one owner's step) is not sent with the next.
+    assert outputs == [{"ok": True}] * 3
+    assert len({port for port, _ in keep_alive.seen}) == 1 and [cookie for _, cookie in keep_alive.seen] == [None] * 3
+
+
+def test_two_names_at_one_address_never_share_a_connection(keep_alive: _KeepAlive, settings: Any) -> None:
+    settings.AGENT_HOSTS = {"one.example": "127.0.0.1", "two.example": "127.0.0.1"}
+    policy = EgressPolicy(frozenset({f"one.example:{keep_alive.port}", f"two.example:{keep_alive.port}"}),
+                          allow_private=True)
+
+    with guarded_client(policy, timeout=5) as client:
+        for host in ("one.example", "two.example", "one.example", "two.example"):
+            client.post(f"http://{host}:{keep_alive.port}/agent", json={}).raise_for_status()
+
+    # A connection is made for one name and carries only that name's requests: two connections, each reused.
+    ports = [port for port, _ in keep_alive.seen]
+    assert ports[0] == ports[2] and ports[1] == ports[3] and ports[0] != ports[1]
