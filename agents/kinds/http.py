@@ -24,7 +24,7 @@ import httpx
 from httpx_sse import EventSource
 
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec
-from agents.egress import KEPT_LIMITS, EgressPolicy, KeptClient, guarded_client
+from agents.egress import EgressPolicy, KeptClient, guarded_client
 from agents.errors import AgentBadOutput, AgentConfigError, AgentTimeout
 from agents.kinds.transport import raise_for_status, request_errors
 
@@ -43,8 +43,8 @@ class HttpAgent(Agent):
         self.headers = {str(k): str(v) for k, v in (spec.options.get("headers") or {}).items()}
         self.header_env = {str(k): str(v) for k, v in (spec.options.get("header_env") or {}).items()}
         self.policy = EgressPolicy.for_agent(spec.name, url, spec.options)
-        # One client for the agent's calls (each passes its own timeout): connections are kept alive and reused.
-        self.client = KeptClient(lambda: guarded_client(self.policy, timeout=30, limits=KEPT_LIMITS))
+        # The agent's calls keep their client and connections (one per thread); each passes its own timeout.
+        self.client = KeptClient(lambda: guarded_client(self.policy, timeout=30))
 
     def _headers(self, call: AgentCall) -> dict[str, str]:
         secrets = {header: os.environ.get(env, "") for header, env in self.header_env.items()}

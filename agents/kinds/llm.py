@@ -30,7 +30,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from agents import telemetry
 from agents.base import Agent, AgentCall, AgentResult, AgentSpec, Usage
-from agents.egress import KEPT_LIMITS, KeptClient, ssl_context
+from agents.egress import KeptClient, ssl_context
 from agents.errors import (
     AgentBadOutput,
     AgentConfigError,
@@ -43,8 +43,8 @@ from agents.tokens import max_tokens_for
 
 PROVIDERS = ("openai", "anthropic", "offline")
 ANTHROPIC_VERSION = "2023-06-01"
-# One client for every provider call of this process: connections to a provider are kept alive and reused.
-_client = KeptClient(lambda: httpx.Client(verify=ssl_context(), limits=KEPT_LIMITS, timeout=60))
+# Provider calls keep their client and connections (one per thread); each passes its own timeout.
+_client = KeptClient(lambda: httpx.Client(verify=ssl_context(), timeout=60))
 
 
 @dataclass
