@@ -36,3 +36,24 @@ def test_a_wide_plan_goes_to_the_broker_in_growing_batches(user: Any) -> None:
     assert BATCH_SIZES[:2] == (4, 16)
     assert queued_while_building == [0] * 4 + [4] * 16 + [20] * 20
     assert broker.llen("held") - before == 40
+
+
+def test_sending_one_plan_after_another_builds_no_redis_client_per_message(user: Any, monkeypatch: Any) -> None:
+    """kombu built a redis.Redis (~0.3 ms of CPU) for every message sent outside a worker's event loop;
+    config/kombu_fixes.py keeps one per channel. Ten one-step plans, ten messages: at most one client built."""
+    built: list[object] = []
+    init = redis.Redis.__init__
+
+    def counted(self: redis.Redis, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    before = broker.llen("held")
+    monkeypatch.setattr(redis.Redis, "__init__", counted)
+    for i in range(10):
+        services.plan_create(owner=user, request=f"one {i}", steps=[{"key": "a", "agent": "held"}])
+    monkeypatch.undo()
+
+    assert broker.llen("held") - before == 10
+    assert len(built) <= 1
