@@ -16,27 +16,61 @@ are logged (query-count tests count them).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.fields import AutoFieldMixin
 
+# Fields whose preparation gives back a value of these exact types unchanged (Django's ``get_prep_value`` of
+# these classes converts other types only); None too, for all of them. A field with ``auto_now`` is never
+# here: its ``pre_save`` sets the value.
+_AS_IS: tuple[tuple[type[Field[Any, Any]], tuple[type, ...]], ...] = (
+    (models.BooleanField, (bool,)), (models.IntegerField, (int,)), (models.FloatField, (float,)),
+    (models.CharField, (str,)), (models.TextField, (str,)), (models.UUIDField, (uuid.UUID,)),
+    (models.DateTimeField, ()),
+)
+
+
+def _as_is(field: Field[Any, Any]) -> frozenset[type]:
+    """The value types ``field`` writes as they are: a plain attribute read, no preparation (a fifth of the
+    CPU of the preparation it skips)."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return frozenset()
+    if isinstance(field, models.ForeignKey):
+        return _as_is(field.target_field)
+    for kind, types in _AS_IS:
+        if isinstance(field, kind):
+            return frozenset({*types, type(None)})
+    return frozenset()
+
 
 @cache
-def _columns(model: type[Model]) -> tuple[str, tuple[Field[Any, Any], ...]]:
-    """The columns an insert writes (all but a key the database assigns), quoted, and their fields."""
+def _columns(model: type[Model]) -> tuple[str, tuple[tuple[Field[Any, Any], str, frozenset[type]], ...]]:
+    """The columns an insert writes (all but a key the database assigns), quoted, and for each its field, its
+    attribute and the value types it writes as they are."""
     fields = tuple(f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin))
     ops = connections[DEFAULT_DB_ALIAS].ops
-    return ", ".join(ops.quote_name(str(f.column)) for f in fields), fields
+    return (", ".join(ops.quote_name(str(f.column)) for f in fields),
+            tuple((f, f.attname, _as_is(f)) for f in fields))
 
 
-def _values(obj: Model, fields: tuple[Field[Any, Any], ...], db: BaseDatabaseWrapper) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
+_MISSING = object()  # a deferred or unset attribute: prepared the ORM's way
+
+
+def _values(obj: Model, fields: tuple[tuple[Field[Any, Any], str, frozenset[type]], ...],
+            db: BaseDatabaseWrapper) -> list[Any]:
+    values = []
+    attributes = obj.__dict__
+    for field, attname, as_is in fields:
+        value = attributes.get(attname, _MISSING)
+        values.append(value if type(value) in as_is else field.get_db_prep_save(field.pre_save(obj, True), db))
+    return values
 
 
 @contextmanager
