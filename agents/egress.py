@@ -232,9 +232,8 @@ def ssl_context() -> ssl.SSLContext:
 def guarded_client(policy: EgressPolicy, *, timeout: float, headers: dict[str, str] | None = None,
                    max_redirects: int = 5) -> httpx.Client:
     """An httpx client whose every request and redirect hop passes the SSRF guard."""
-    transport = GuardedTransport(policy, verify=ssl_context())
-    return httpx.Client(transport=transport, timeout=timeout, headers=headers, follow_redirects=True,
-                        max_redirects=max_redirects)
+    return httpx.Client(transport=GuardedTransport(policy, verify=ssl_context()), timeout=timeout,
+                        headers=headers, follow_redirects=True, max_redirects=max_redirects)
 
 
 class KeptClient:
