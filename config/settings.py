@@ -10,6 +10,7 @@ Two modes, chosen by whether ``DATABASE_URL`` is set:
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -365,9 +366,15 @@ from kombu import Queue as _KombuQueue  # noqa: E402 - this block is appended, k
 # still created on demand (task_create_missing_queues).
 CELERY_TASK_QUEUES = [_KombuQueue("agents"), _KombuQueue("scheduler"), _KombuQueue("notify")]
 # uvicorn's error and access logs and Celery's own lines as JSON too (config.celery applies LOGGING in
-# workers and beat; under uvicorn this dictConfig replaces the handlers uvicorn installed).
+# workers and beat; under uvicorn this dictConfig replaces the handlers uvicorn installed). An access log
+# uvicorn was told not to write (``--no-access-log``: uvicorn leaves its logger with no handler, not
+# propagating, before it imports the app) stays off: uvicorn then skips building the line at all.
+_access = logging.getLogger("uvicorn.access")
+_access_off = not _access.handlers and not _access.propagate
 for _name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
     LOGGING["loggers"][_name] = {"handlers": ["console"], "level": env("LOG_LEVEL") or "INFO", "propagate": False}  # type: ignore[index]
+if _access_off:
+    LOGGING["loggers"]["uvicorn.access"]["handlers"] = []  # type: ignore[index]
 LOGGING["loggers"]["celery"] = {"level": env("LOG_LEVEL") or "INFO", "propagate": True}  # type: ignore[index]
 # Swagger UI and ReDoc from the drf-spectacular-sidecar package, not a CDN.
 INSTALLED_APPS += ["drf_spectacular_sidecar"]
