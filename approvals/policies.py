@@ -19,10 +19,10 @@ from typing import Literal
 import yaml
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.db import connection
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from approvals.models import RISK_ORDER, ApprovalPolicy, OnTimeout, Risk
+from common import prepared
 from common.errors import DomainError
 
 TIMEOUT_STRICTNESS = {OnTimeout.APPROVE: 0, OnTimeout.REJECT: 1, OnTimeout.FAIL: 2}
@@ -157,7 +157,7 @@ _POLICIES = (
 def policies(*, organisation_id: int | None = None) -> list[Policy]:
     """The policies that apply to a plan of ``organisation_id``: approvals.yaml's, the admin's policies for
     every organisation, and that organisation's own (none given: only those for every organisation)."""
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(_POLICIES, [organisation_id])
         rows = cursor.fetchall()
     return [*_yaml_policies(), *(Policy(*row) for row in rows)]

@@ -122,6 +122,12 @@ _db.setdefault("OPTIONS", {})["pool"] = {
     # A request waits this long for a connection; while the database is down it then answers 503.
     "timeout": env_int("DB_POOL_TIMEOUT", 10),
 }
+# The hot paths' statements are prepared and planned once per connection (common/prepared.py); not behind
+# PgBouncer (below), which would also refuse the startup option.
+if not env_bool("DB_PGBOUNCER", False):
+    _db["OPTIONS"]["prepare_threshold"] = env_int("DB_PREPARE_THRESHOLD", 5)
+    _db["OPTIONS"]["options"] = " ".join(filter(None, [_db["OPTIONS"].get("options"),
+                                                       "-c plan_cache_mode=force_generic_plan"]))
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import QuerySet
 
+from common import prepared
 from common.errors import DomainError, NotFound
 from orchestrator.models import Plan, PlanEvent, Step
 from organisations.api import tenancy_of
@@ -58,7 +59,7 @@ def plan_detail(*, user: User, plan_id: uuid.UUID | str) -> Plan:
     everyone = user.is_superuser
     organisation = None if everyone else tenancy_of(user).organisation_id
     whole = everyone or _reads_whole_organisation(user)
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(plan_sql, [plan_uuid, everyone, organisation, whole, user.pk])
         row = cursor.fetchone()
         if row is None:
@@ -106,7 +107,7 @@ def steps_pending_to_gate(step_ids: list[uuid.UUID]) -> tuple[list[Step], int | 
     if not step_ids:
         return [], None, ""
     columns, fields = _select(Step, "s")
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(f"SELECT {columns}, p.organisation_id, p.template FROM {Step._meta.db_table} s "
                        f"JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
                        "WHERE s.id = ANY(%s) AND (s.status || '') = 'pending' ORDER BY s.key", [list(step_ids)])
@@ -122,7 +123,7 @@ def plan_row(where: str, params: list[Any]) -> Plan | None:
     services' hot paths: reading or locking a step's plan, by a statement written once; a RawQuerySet spent
     more time resolving its columns than the statement took)."""
     columns, fields = _select(Plan)
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(f"SELECT {columns} FROM {Plan._meta.db_table} {where}", params)
         row = cursor.fetchone()
     return None if row is None else Plan.from_db(connection.alias, fields, _converted(Plan, row))

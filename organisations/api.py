@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
+from common import prepared
 from organisations import services
 from organisations.models import Membership, Organisation, Role
 
@@ -89,7 +90,7 @@ def _token_with_tenancy(key: str) -> Token | None:
     """The token, its user and the user's membership with its organisation (None if they have none yet),
     built as the ORM's ``select_related("user__membership__organisation")`` would, from one statement."""
     sql, names = _lookup()
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(sql, [key])
         row = cursor.fetchone()
     if row is None:

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from common import prepared
 from orchestrator.models import Plan, Step
 
 log = logging.getLogger("orchestrator")
@@ -89,7 +90,7 @@ class _Heartbeat:
                     continue
                 prefix = "" if kind == "step" else "planning_"
                 table = model._meta.db_table
-                with connection.cursor() as cursor:
+                with prepared.cursor() as cursor:
                     cursor.execute(
                         f"UPDATE {table} SET {prefix}lease_expires_at = %s "
                         f"FROM unnest(%s::uuid[], %s::int[]) AS held(id, attempt) "

@@ -25,6 +25,7 @@ from typing import Any
 from django.db import connection
 from psycopg.types.json import Jsonb
 
+from common import prepared
 from orchestrator.models import Step
 from orchestrator.states import STEP_TERMINAL, STEP_UNSUCCESSFUL, StepStatus
 
@@ -121,7 +122,7 @@ def graph_refresh(*, plan_id: uuid.UUID) -> Graph:
 def steps_ready(*, plan_id: uuid.UUID) -> list[uuid.UUID]:
     """Pending steps of the plan whose dependencies have all succeeded, by their counts (an indexed read:
     ``step_ready``)."""
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {_STEP} WHERE plan_id = %s AND status = 'pending' AND waiting_on = 0",
                        [plan_id])
         return [row[0] for row in cursor.fetchall()]
@@ -129,7 +130,7 @@ def steps_ready(*, plan_id: uuid.UUID) -> list[uuid.UUID]:
 
 def plan_settled(*, plan_id: uuid.UUID) -> bool:
     """Has every step of the plan ended? (An indexed read: ``step_open``.)"""
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {_STEP} WHERE plan_id = %s "
                        f"AND NOT status IN ({_TERMINAL_SQL}))", [plan_id])
         return bool(cursor.fetchone()[0])

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import connection
 from django.db.models import JSONField
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from common import prepared
 from common.bulk import insert_returning
 from common.errors import NotFound
 from orchestrator import events
@@ -212,7 +212,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
             RETURNING id, plan_id, key, agent, attempt, input, depends_on, timeout, deadline, dependents, rank
         ), recorded AS (
             INSERT INTO {_EVENT} (plan_id, step_key, type, data, actor_id, created_at)
-            SELECT plan_id, key, %s, jsonb_build_object('attempt', attempt, 'agent', agent) || %s::jsonb, %s, %s
+            SELECT plan_id, key, %s, jsonb_build_object('attempt', attempt, 'agent', agent) || %s::jsonb, %s::bigint, %s
             FROM moved
             RETURNING id, plan_id, step_key
         ){_FREED if succeeded else ""}
@@ -220,7 +220,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
                moved.timeout, moved.deadline,{_FREED_COLUMNS if succeeded else _NO_FREED_COLUMNS}
                {_CONTEXT_COLUMN + _LAST_OF_COLUMN if claims else "NULL, false,"} moved.rank, recorded.id
         FROM moved JOIN recorded ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     # Django has psycopg hand jsonb back as text (JSONField decodes it); so does this raw cursor.
