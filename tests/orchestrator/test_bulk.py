@@ -1,6 +1,6 @@
-"""common.bulk (a plan, its steps and the audit trail's entries are written with COPY, events with a written-once
-INSERT): the rows read back are the ones the ORM writes, for every kind of value a step holds, text COPY must
-escape included."""
+"""common.bulk (a plan, its steps and the audit trail's entries are written with COPY, or a few rows by one
+prepared INSERT; events with a written-once INSERT): the rows read back are the ones the ORM writes, for every
+kind of value a step holds, text COPY must escape included, by either path."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 
 from audit.models import AuditEntry
-from common.bulk import ROWS_PER_INSERT, copy_insert, insert_returning
+from common.bulk import FEW_ROWS, ROWS_PER_INSERT, copy_insert, insert_returning
 from orchestrator.models import Plan, PlanEvent, Step
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,8 +21,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 AWKWARD = 'tab\there, newline\nthere, back\\slash, "quotes", \\N, comma,{brace}, é, 🙂'
 
 
-def _steps(plan: Plan) -> list[Step]:
-    return [
+def _steps(plan: Plan, copies: int = 1) -> list[Step]:
+    """Three steps of every kind of value; ``copies`` > 1 adds more of them (keys ``<key> #n``)."""
+    steps = [
         Step(id=uuid.uuid4(), plan=plan, key="a", agent="echo", input={"text": AWKWARD, "n": [1, 2.5, None, True]},
              depends_on=[], dependents=["b, with comma", 'c "quoted"'], fan_out={"over": "items"}, replan=True,
              cost=Decimal("0.001250"), error_message=AWKWARD),
@@ -30,29 +31,34 @@ def _steps(plan: Plan) -> list[Step]:
              output=None, usage=None),
         Step(id=uuid.uuid4(), plan=plan, key='c "quoted"', agent="echo", depends_on=["a", AWKWARD], input={}),
     ]
+    more = [Step(**{**model_to_dict(step, exclude=["id", "plan"]), "id": uuid.uuid4(), "plan": plan,
+                    "key": f"{step.key} #{n}"}) for n in range(1, copies) for step in steps]
+    return steps + more
 
 
 def _rows(plan: Plan) -> list[dict[str, Any]]:
     return [model_to_dict(step, exclude=["id", "plan"]) for step in Step.objects.filter(plan=plan).order_by("key")]
 
 
-def test_copy_insert_writes_what_bulk_create_writes(user: Any) -> None:
+@pytest.mark.parametrize("copies", [1, FEW_ROWS])  # 3 rows: one prepared INSERT; 3 x FEW_ROWS: COPY
+def test_copy_insert_writes_what_bulk_create_writes(user: Any, copies: int) -> None:
     by_orm, by_copy = (Plan.objects.create(owner=user, request="bulk") for _ in range(2))
-    Step.objects.bulk_create(_steps(by_orm))
+    Step.objects.bulk_create(_steps(by_orm, copies))
 
-    written = copy_insert(_steps(by_copy))
+    written = copy_insert(_steps(by_copy, copies))
 
-    assert _rows(by_copy) == _rows(by_orm) and len(_rows(by_copy)) == 3
-    assert [step._state.adding for step in written] == [False] * 3  # saved instances, as bulk_create leaves them
+    assert _rows(by_copy) == _rows(by_orm) and len(_rows(by_copy)) == 3 * copies
+    assert [step._state.adding for step in written] == [False] * 3 * copies  # saved, as bulk_create leaves them
     assert Step.objects.get(plan=by_copy, key="a").input["text"] == AWKWARD
 
 
-def test_copy_insert_fails_whole_as_the_orm_would(user: Any) -> None:
+@pytest.mark.parametrize("copies", [1, FEW_ROWS])
+def test_copy_insert_fails_whole_as_the_orm_would(user: Any, copies: int) -> None:
     plan = Plan.objects.create(owner=user, request="bulk")
     copy_insert(_steps(plan)[:1])
 
     with pytest.raises(IntegrityError), transaction.atomic():  # a Django error, as from bulk_create
-        copy_insert(_steps(plan))  # "a" again: the unique key per plan
+        copy_insert(_steps(plan, copies))  # "a" again: the unique key per plan
 
     assert Step.objects.filter(plan=plan).count() == 1  # nothing of the failed COPY stayed
 
