@@ -104,12 +104,10 @@ def run(h: Harness) -> list[Result]:
 
     setting = (f"uvicorn --workers {WORKERS}, {CONNECTIONS} keep-alive connections, medians of {ROUNDS} interleaved "
                f"rounds of {SECONDS:.0f} s")
-
     return [
         Result.info("api: trivial DRF endpoint (baseline)", baseline, "rps",
                     f"{setting}; rounds {ping['spread']}; web CPU per request {ping['cpu_ms']:.2f} ms, Postgres "
-                    f"{ping['db_ms']:.2f} ms; latency p50 "
-                    f"{ping['p50']:.1f} ms"),
+                    f"{ping['db_ms']:.2f} ms; latency p50 {ping['p50']:.1f} ms"),
         Result.at_least("api: GET /api/plans/{id}/ (5 steps)", detail["rps"], "rps", 500, note(detail)),
         Result.at_least("api: POST /api/plans/ (1 step)", create["rps"], "rps", 150, note(create)),
     ]
