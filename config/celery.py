@@ -40,6 +40,17 @@ def _log_llm_providers(**_: object) -> None:
     from agents.api import llm_log_choices
 
     llm_log_choices()
+
+
+@signals.worker_ready.connect  # the worker's own process: the threads pool runs tasks in it
+@signals.worker_process_init.connect  # prefork children
+@signals.beat_init.connect
+def _freeze_loaded(**_: object) -> None:
+    from config.startup import freeze_loaded
+
+    freeze_loaded()
+
+
 @signals.setup_logging.connect
 def _logging(loglevel: str | int | None = None, **_: Any) -> None:
     import logging

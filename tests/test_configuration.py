@@ -60,3 +60,19 @@ def test_a_typo_stops_the_web_process_and_the_worker_at_startup(process: list[st
 
     assert done.returncode == 1
     assert "configuration error (agents.E001)" in done.stderr and "sytem_prompt" in done.stderr
+
+
+@pytest.mark.parametrize("code", [
+    "import config.asgi",
+    "import config.wsgi",
+    # a worker's own process (the threads pool's) once it is ready, and a prefork child once it has started
+    "from celery import signals; from config.celery import app; signals.worker_ready.send(sender=None)",
+    "from celery import signals; from config.celery import app; signals.worker_process_init.send(sender=None)",
+])
+def test_a_process_keeps_what_it_loaded_out_of_the_collectors_full_passes(code: str) -> None:
+    """A full collection walks every object it can see while the process holds the GIL: 120-220 ms for what
+    the application loads, a stall for every stream and step of the process (config/startup.py)."""
+    done = run(["-c", f"{code}\nimport gc\nprint(gc.get_freeze_count())"])
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 50_000
