@@ -89,8 +89,11 @@ MIDDLEWARE = [
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
 # Threads per web process that serve sync views (streams/asgi.py); each borrows a pooled connection only while
-# it builds a response, so keep it at most DB_POOL_MAX_SIZE.
-WEB_THREADS = env_int("WEB_THREADS", 8)
+# it builds a response, so keep it at most DB_POOL_MAX_SIZE. A request holds the GIL for most of its time (2-7 ms
+# of CPU against 1-2 ms of waiting on Postgres and Redis), so a few threads cover the waits and more only pass
+# the GIL around: on 2 cores, 4 threads cost 10-25 % less CPU per request than 8 and served more of them in
+# every interleaved round (bench/RESULTS.md). Raise it for views that wait long on I/O.
+WEB_THREADS = env_int("WEB_THREADS", 4)
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
