@@ -93,8 +93,9 @@ class Step(models.Model):
     input = models.JSONField(default=dict, blank=True)
     depends_on = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     # Kept by the scheduler (services/readiness.py): the keys of the steps that depend on this one, and how
-    # many of its own dependencies have not succeeded yet. A step's success decrements its dependents'
-    # counts in the statement that records it; the dependent whose count reaches 0 is ready.
+    # many of its own dependencies have not succeeded yet (of a wide step, how many of its StepSlot counters are
+    # not at 0). A step's success decrements its dependents' counts in the statement that records it; the
+    # dependent whose count reaches 0 is ready.
     dependents = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     waiting_on = models.PositiveIntegerField(default=0)
     # A scheduling hint: how many steps its longest chain of dependents holds, itself included (1 for a sink),
@@ -159,6 +160,26 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"
+
+
+class StepSlot(models.Model):
+    """A share of a wide step's dependencies (services/readiness.py): of the dependencies whose keys hash to
+    ``slot``, how many have not succeeded. A step with more than ``readiness.WIDE`` dependencies counts them here,
+    and its own ``waiting_on`` counts its slots that are not at 0: a success decrements its slot's row, and only
+    the success that empties a slot touches the step's row. So the many ends of a wide join wait on one row
+    lock, held until commit, SLOTS at a time instead of one at a time."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="+", db_index=False)
+    step_key = models.CharField(max_length=100)
+    slot = models.PositiveSmallIntegerField()
+    waiting = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["plan", "step_key", "slot"], name="stepslot_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.step_key}[{self.slot}]: {self.waiting}"
 
 
 class PlanEvent(models.Model):

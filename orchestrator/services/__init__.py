@@ -22,10 +22,13 @@ Concurrency rules (read these before changing anything here):
    takes it FOR SHARE, records the success and its event, and decrements its dependents' ``waiting_on``
    (``readiness``): step ends of one plan run side by side, and the exclusive holders exclude them all. A
    dependent's count reaches 0 in exactly one statement (row locks serialize the decrements), and only that
-   caller gates and queues it: in the same short transaction, still under the shared lock, when the gate needs
-   no decision over the whole plan (no estimate to reserve against a budget or cap, no approval policy that
-   stops it, no owner cap: ``scheduling.advance_shared``), else after its commit under the exclusive lock. A
-   success after which no dependent waits checks, after its commit, whether anything of
+   caller gates and queues it (a wide dependent's count is split over slot rows, ``StepSlot``: each end
+   decrements its slot, and the one end that empties a slot decrements the dependent's count, so row locks
+   still serialize every decrement that matters, SLOTS rows side by side; ``readiness``): in the same short
+   transaction, still under the shared lock, when the gate needs no decision over the whole plan (no
+   estimate to reserve against a budget or cap, no approval policy that stops it, no owner cap:
+   ``scheduling.advance_shared``), else after its commit under the exclusive lock. A success after which no
+   dependent waits checks, after its commit, whether anything of
    the plan is left open: of two last steps ending at once, at least one sees the other. The statement waits
    for its FOR SHARE inside its own snapshot: rows an exclusive holder changed meanwhile are re-read (Postgres
    re-checks updated rows), and a dependent it added meanwhile is noticed (``Moved.recount``) and the counts

@@ -12,13 +12,22 @@ growth, edits, retries) ends with ``graph_refresh`` under the plan's exclusive l
 recomputes both from ``depends_on`` (the truth), writes the rows that were wrong, and judges what is doomed
 and ready from the same read. Linear in the plan's size; the lock excludes every step end meanwhile (rule 2
 in ``services/__init__.py``).
+
+A *wide* step (more than WIDE dependencies: the join of a fan-out) would make every one of its dependencies'
+successes update its row, and a row's lock is held until commit, WAL flush included: 5,000 ends of a fan-out
+queued one behind another on the join (measured: 2,000 statements waiting on it at once, Postgres' CPU and
+the plan's time doubled on a slow disk). So its dependencies are spread by key over SLOTS counters
+(``StepSlot``, ``slot_of``), and its ``waiting_on`` counts the slots not at 0: a success decrements its slot,
+and the one success that empties a slot decrements the step. A step has slot rows exactly when it is wide; a
+dependent without them is counted directly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +35,26 @@ from django.db import connection
 from psycopg.types.json import Jsonb
 
 from common import prepared
-from orchestrator.models import Step
+from common.bulk import copy_insert
+from orchestrator.models import Step, StepSlot
 from orchestrator.states import STEP_TERMINAL, STEP_UNSUCCESSFUL, StepStatus
 
 _STEP = Step._meta.db_table
+_SLOT = StepSlot._meta.db_table
+WIDE = 32  # a step with more dependencies than this counts them in slots
+SLOTS = 16
+
+
+def slot_of(key: str) -> int:
+    """The slot of a wide step's counters that its dependency ``key`` counts in (``SLOT_SQL`` in Postgres)."""
+    return int(hashlib.md5(key.encode()).hexdigest()[:7], 16) % SLOTS
+
+
+def slot_sql(key: str) -> str:
+    """``slot_of`` as SQL, of the text expression ``key`` (for a statement with parameters: ``%%`` is its ``%``)."""
+    return f"(('x' || substr(md5({key}), 1, 7))::bit(28)::int %% {SLOTS})"
+
+
 _UNSUCCESSFUL = frozenset(str(s) for s in STEP_UNSUCCESSFUL)
 # Literal, so that the planner matches the partial index ``step_open`` (a parameter would not).
 _TERMINAL_SQL = ", ".join(f"'{s}'" for s in sorted(STEP_TERMINAL))
@@ -66,7 +91,7 @@ class Graph:
             dep in self.nodes and self.nodes[dep].status == StepStatus.SUCCEEDED for dep in node.depends_on)]
 
 
-def counts_of(depends_on: dict[str, Iterable[str]], *,
+def counts_of(depends_on: Mapping[str, Iterable[str]], *,
               succeeded: Iterable[str] = ()) -> dict[str, tuple[list[str], int]]:
     """Each step's (dependents, waiting_on) for a plan whose steps depend as given; ``succeeded`` names the
     steps that have succeeded. A dependency that does not exist counts as not succeeded."""
@@ -76,8 +101,26 @@ def counts_of(depends_on: dict[str, Iterable[str]], *,
         for dep in dict.fromkeys(deps):
             if dep in dependents:
                 dependents[dep].append(key)
-    return {key: (sorted(dependents[key]), sum(1 for dep in dict.fromkeys(deps) if dep not in done))
+    slots = slots_of(depends_on, succeeded=done)
+    return {key: (sorted(dependents[key]), sum(1 for dep in dict.fromkeys(deps) if dep not in done)
+                  if key not in slots else sum(1 for waiting in slots[key].values() if waiting))
             for key, deps in depends_on.items()}
+
+
+def slots_of(depends_on: Mapping[str, Iterable[str]], *,
+             succeeded: Iterable[str] = ()) -> dict[str, dict[int, int]]:
+    """Each wide step's slots (every slot one of its dependencies counts in) and how many of the dependencies
+    in each have not succeeded."""
+    done = set(succeeded)
+    found: dict[str, dict[int, int]] = {}
+    for key, deps in depends_on.items():
+        unique = list(dict.fromkeys(deps))
+        if len(unique) > WIDE:
+            counts = found[key] = {}
+            for dep in unique:
+                slot = slot_of(dep)
+                counts[slot] = counts.get(slot, 0) + (dep not in done)
+    return found
 
 
 def ranks_of(dependents: dict[str, list[str]]) -> dict[str, int]:
@@ -116,7 +159,32 @@ def graph_refresh(*, plan_id: uuid.UUID) -> Graph:
                 UPDATE {_STEP} s SET dependents = x.dependents, waiting_on = x.waiting_on
                 FROM jsonb_to_recordset(%s) AS x(id uuid, dependents varchar[], waiting_on int)
                 WHERE s.id = x.id""", params)
+        _slots_refresh(cursor, plan_id, slots_of(
+            {key: node.depends_on for key, node in nodes.items()},
+            succeeded=[key for key, node in nodes.items() if node.status == StepStatus.SUCCEEDED]))
     return Graph(nodes, {key: value[0] for key, value in counts.items()})
+
+
+def _slots_refresh(cursor: Any, plan_id: uuid.UUID, slots: dict[str, dict[int, int]]) -> None:
+    """Make the plan's slot rows what ``slots`` says (rewritten whole when any differs: a few rows per wide step)."""
+    cursor.execute(f"SELECT step_key, slot, waiting FROM {_SLOT} WHERE plan_id = %s", [plan_id])
+    if {(key, slot): waiting for key, slot, waiting in cursor.fetchall()} == {
+            (key, slot): waiting for key, counts in slots.items() for slot, waiting in counts.items()}:
+        return
+    cursor.execute(f"DELETE FROM {_SLOT} WHERE plan_id = %s", [plan_id])
+    copy_insert(_rows(plan_id, slots))
+
+
+def slots_add(plan_id: uuid.UUID, slots: dict[str, dict[int, int]]) -> None:
+    """Write wide steps' slot rows (``slots_of``), replacing any of a removed step of the same key."""
+    if slots:
+        StepSlot.objects.filter(plan_id=plan_id, step_key__in=list(slots)).delete()
+        copy_insert(_rows(plan_id, slots))
+
+
+def _rows(plan_id: uuid.UUID, slots: dict[str, dict[int, int]]) -> list[StepSlot]:
+    return [StepSlot(plan_id=plan_id, step_key=key, slot=slot, waiting=waiting)
+            for key, counts in slots.items() for slot, waiting in counts.items()]
 
 
 def steps_ready(*, plan_id: uuid.UUID) -> list[uuid.UUID]:

@@ -21,9 +21,10 @@ from common import prepared
 from common.bulk import insert_returning
 from common.errors import NotFound
 from orchestrator import events
-from orchestrator.models import Plan, PlanEvent, Step
+from orchestrator.models import Plan, PlanEvent, Step, StepSlot
 from orchestrator.selectors import plan_row
 from orchestrator.services.leases import lease_expires_at
+from orchestrator.services.readiness import slot_sql
 from orchestrator.states import (
     PLAN_TERMINAL,
     STEP_TRANSITIONS,
@@ -47,27 +48,45 @@ EVENT_FOR_STATUS = {
 _STEP = Step._meta.db_table
 _EVENT = PlanEvent._meta.db_table
 _PLAN = Plan._meta.db_table
+_SLOT = StepSlot._meta.db_table
 _COUNTERS = frozenset({"attempt", "requeues"})
 _JSON_COLUMNS = frozenset(f.column for f in Step._meta.concrete_fields if isinstance(f, JSONField))
 
 # A success decrements its dependents' counts of unfinished dependencies (services/readiness.py), in the
-# statement that records it; the counts are grouped first, so that two steps moved at once that share a
-# dependent decrement it twice (an UPDATE ... FROM changes a row once, whatever the join yields).
-_FREED = f""", freed AS (
+# statement that records it: a wide dependent's count in the slot its key hashes to (``slots``), and the
+# dependent's own count only for the slot that this emptied; any other dependent's own count directly. The
+# counts are grouped first, so that two steps moved at once that share a dependent decrement it twice (an
+# UPDATE ... FROM changes a row once, whatever the join yields).
+_FREED = f""", slots AS (
+            UPDATE {_SLOT} w SET waiting = w.waiting - c.n
+            FROM (SELECT plan_id, dep, {slot_sql("moved.key")} AS slot, count(*) AS n
+                  FROM moved CROSS JOIN LATERAL unnest(moved.dependents) AS dep GROUP BY 1, 2, 3) c
+            WHERE w.plan_id = c.plan_id AND w.step_key = c.dep AND w.slot = c.slot
+            RETURNING w.plan_id, w.step_key, w.waiting
+        ), freed AS (
             UPDATE {_STEP} d SET waiting_on = d.waiting_on - c.n
-            FROM (SELECT plan_id, dep, count(*) AS n FROM moved CROSS JOIN LATERAL unnest(moved.dependents) AS dep
-                  GROUP BY plan_id, dep) c
+            FROM (SELECT plan_id, dep, sum(n) AS n FROM (
+                      SELECT plan_id, dep, 1 AS n FROM moved CROSS JOIN LATERAL unnest(moved.dependents) AS dep
+                      WHERE NOT EXISTS (SELECT 1 FROM slots s WHERE s.plan_id = moved.plan_id AND s.step_key = dep)
+                      UNION ALL
+                      SELECT plan_id, step_key, 1 FROM slots WHERE waiting = 0) x GROUP BY plan_id, dep) c
             WHERE d.plan_id = c.plan_id AND d.key = c.dep
             RETURNING d.id, d.plan_id, d.key, d.waiting_on, d.status
         )"""
-# What a success reports of its dependents (Moved.freed, .blocked, .recount); any other move frees nothing.
+# What a success reports of its dependents (Moved.freed, .blocked, .recount); any other move frees nothing. A
+# wide dependent whose slot did not empty is not in ``freed``: it still waits, and it was found.
 _FREED_COLUMNS = """
                ARRAY(SELECT f.id FROM freed f WHERE f.plan_id = moved.plan_id AND f.key = ANY(moved.dependents)
                      AND f.waiting_on = 0 AND f.status = 'pending'),
                EXISTS(SELECT 1 FROM freed f WHERE f.plan_id = moved.plan_id AND f.key = ANY(moved.dependents)
-                      AND f.waiting_on > 0 AND f.status = 'pending'),
+                      AND f.waiting_on > 0 AND f.status = 'pending')
+               OR EXISTS(SELECT 1 FROM slots s JOIN """ + _STEP + """ d ON d.plan_id = s.plan_id AND d.key = s.step_key
+                         WHERE s.plan_id = moved.plan_id AND s.step_key = ANY(moved.dependents) AND s.waiting > 0
+                         AND d.status = 'pending'),
                cardinality(moved.dependents) <> (SELECT count(*) FROM freed f WHERE f.plan_id = moved.plan_id
-                                                 AND f.key = ANY(moved.dependents)),"""
+                                                 AND f.key = ANY(moved.dependents))
+                                                + (SELECT count(*) FROM slots s WHERE s.plan_id = moved.plan_id
+                                                   AND s.step_key = ANY(moved.dependents) AND s.waiting > 0),"""
 _NO_FREED_COLUMNS = """
                '{}'::uuid[], false, false,"""
 # What a claim reports: its dependencies' outputs by key (they succeeded before it was queued, so they are
@@ -80,7 +99,8 @@ _CONTEXT_COLUMN = f"""
 # will then most likely free that dependent (``steps._succeed_shared`` plans its transaction on it).
 _LAST_OF_COLUMN = f"""
                EXISTS(SELECT 1 FROM {_STEP} d WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.dependents)
-                      AND d.waiting_on = 1),"""
+                      AND d.waiting_on = 1 AND COALESCE((SELECT w.waiting FROM {_SLOT} w WHERE w.plan_id = d.plan_id
+                          AND w.step_key = d.key AND w.slot = {slot_sql("moved.key")}), 1) = 1),"""
 
 
 @dataclass(frozen=True)
