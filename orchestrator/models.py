@@ -149,8 +149,9 @@ class Step(models.Model):
             # The reconciler's scans: stale queued steps and expired leases.
             models.Index(fields=["status", "queued_at"], name="step_status_queued"),
             models.Index(fields=["status", "lease_expires_at"], name="step_status_lease"),
-            # A worker's pull: each of its queue's agents' oldest queued step (transitions.steps_transition).
-            models.Index(fields=["agent", "queued_at"], condition=models.Q(status="queued"),
+            # A worker's pull: each of its queue's agents' oldest queued step after the last it took, in the
+            # order (queued_at, id) (transitions.steps_transition).
+            models.Index(fields=["agent", "queued_at", "id"], condition=models.Q(status="queued"),
                          name="step_queued_by_agent"),
             # What may run next in a plan, and whether it has anything left (bounded, whatever its size).
             models.Index(fields=["plan"], condition=models.Q(status="pending", waiting_on=0), name="step_ready"),

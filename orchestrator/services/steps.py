@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +41,7 @@ from orchestrator.services.scheduling import (
     plan_followup,
 )
 from orchestrator.services.transitions import (
+    PULL_START,
     Moved,
     events_record,
     plan_of_step_locked,
@@ -356,6 +358,10 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
 
 # Per queue, the time.monotonic() until which this process's threads do not pull (a pull found it empty).
 _pull_idle_until: dict[str, float] = {}
+# Per agent, the (queued_at, id) of the step this process pulled last: the next pull resumes after it
+# (transitions.steps_transition, ``oldest_of``). A step queued behind it (its transaction began earlier but
+# committed later) is not pulled by this process: it runs on its own message, as every step can.
+_pull_after: dict[str, tuple[datetime, uuid.UUID]] = {}
 
 
 def _claim_oldest(queue: str | None, worker: str) -> ClaimedStep | None:
@@ -372,10 +378,12 @@ def _claim_oldest(queue: str | None, worker: str) -> ClaimedStep | None:
     agents = [spec.name for spec in agent_list() if spec.queue == queue]
     if not agents:
         return None
-    step = briefly(lambda: step_claimed_oldest(agents=agents, worker=worker), what="claim")
+    step = briefly(lambda: step_claimed_oldest(agents=agents, worker=worker, after=_pull_after), what="claim")
     if step is None:
         _pull_idle_until[queue] = time.monotonic() + settings.ORCH_PULL_IDLE
         return None
+    if step.queued_at is not None and (step.queued_at, step.id) > _pull_after.get(step.agent, PULL_START):
+        _pull_after[step.agent] = (step.queued_at, step.id)  # two threads at once: at worst one rescan
     return _with_context(step)
 
 

@@ -16,10 +16,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _prepared(fragment: str) -> list[tuple[int, int]]:
-    """(generic plans, custom plans) of this session's prepared statements that contain ``fragment``."""
+    """(generic plans, custom plans) of this session's prepared statements that contain ``fragment``, but for a
+    worker's pull (the same claim, of another step: an earlier test may have prepared it on this connection)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
-                       [f"%{fragment}%"])
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s "
+                       "AND statement NOT LIKE '%%SKIP LOCKED%%'", [f"%{fragment}%"])
         return cursor.fetchall()
 
 
@@ -32,9 +33,10 @@ def test_claims_and_step_ends_are_prepared_and_planned_once(user: Any) -> None:
             assert services.step_succeed(step_id=step.id, attempt=1, output={"ok": True}, usage=None)
         claims = _prepared("SET status = $1, started_at = $2")
         ends = _prepared("FOR SHARE")
-    # each prepared once on this connection, after psycopg's threshold of runs, then run on its one generic plan
-    assert len(claims) == 1 and claims[0][0] >= 5 and claims[0][1] == 0
-    assert len(ends) == 1 and ends[0][0] >= 5 and ends[0][1] == 0
+    # each prepared on this connection, after psycopg's threshold of runs, then run on its one generic plan (an
+    # earlier test may have prepared a variant on the same pooled connection: none is ever planned per run)
+    assert any(generic >= 5 for generic, _ in claims) and all(custom == 0 for _, custom in claims)
+    assert any(generic >= 5 for generic, _ in ends) and all(custom == 0 for _, custom in ends)
     assert Step.objects.filter(plan=plan, status="succeeded").count() == 12
 
 
