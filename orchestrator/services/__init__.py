@@ -41,7 +41,8 @@ Concurrency rules (read these before changing anything here):
    message is sent for it: if that worker dies before running it, its lease lapses like any running step's.
    A thread with nothing left to run claims the step of its delivery's queue queued longest
    (``transitions.step_claimed_oldest``: the same conditional claim, its row chosen among each of the queue's
-   agents' oldest ``FOR UPDATE SKIP LOCKED`` so that threads pulling at once take different steps); the step's
+   agents' oldest ``FOR UPDATE SKIP LOCKED`` so that threads pulling at once take different steps, after the
+   one the process took last, so a step queued behind that mark is left to its message); the step's
    own message then claims nothing. After a pull that found nothing, the process does not pull that queue for
    ORCH_PULL_IDLE. Every step still gets its message, so a wide plan is spread over all workers and none is
    stranded if a puller dies.
