@@ -202,9 +202,9 @@ def test_a_pull_resumes_after_the_step_it_took_last_while_an_old_snapshot_is_hel
     monkeypatch.setattr(step_service, "_pull_after", {})
     monkeypatch.setattr(step_service, "_pull_idle_until", {})
     services.plan_create(owner=user, request="wide", steps=[{"key": f"s{i}", "agent": "held"} for i in range(400)])
-    db = settings.DATABASES["default"]
-    with psycopg.connect(host=db["HOST"], port=db["PORT"] or None, dbname=db["NAME"], user=db["USER"],
-                         password=db["PASSWORD"] or None) as other:
+    connection.ensure_connection()  # the other session: on the very database this test's connection uses
+    with psycopg.connect(**connection.connection.info.get_parameters(),
+                         password=settings.DATABASES["default"]["PASSWORD"] or None) as other:
         other.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         other.execute("SELECT count(*) FROM orchestrator_step").fetchone()  # its snapshot, held from here
         for _ in range(300):
