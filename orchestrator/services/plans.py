@@ -48,9 +48,10 @@ def _steps_add(plan: Plan, specs: list[StepSpec]) -> list[Step]:
     triggered = growth.trigger_steps(plan.template)
     # The counts of new steps among themselves; a plan that already has steps (growth) recomputes them all.
     depends_on = {spec.key: spec.depends_on for spec in specs}
-    counts = readiness.counts_of(depends_on)
+    slots = readiness.slots_of(depends_on)  # a wide step's counters (readiness.py)
+    counts = readiness.counts_of(depends_on, slots=slots)
     ranks = readiness.ranks_of({key: dependents for key, (dependents, _) in counts.items()})
-    readiness.slots_add(plan.id, readiness.slots_of(depends_on))  # a wide step's counters (readiness.py)
+    readiness.slots_add(plan.id, slots)
     return copy_insert([
         Step(plan=plan, key=spec.key, agent=spec.agent, input=spec.input, depends_on=list(spec.depends_on),
              risk=_risk(spec), approval_requested=spec.approval, fan_out=spec.fan_out, replan=spec.replan,

@@ -46,7 +46,7 @@ SLOTS = 16
 
 
 def slot_of(key: str) -> int:
-    """The slot of a wide step's counters that its dependency ``key`` counts in (``SLOT_SQL`` in Postgres)."""
+    """The slot of a wide step's counters that its dependency ``key`` counts in (``slot_sql`` in Postgres)."""
     return int(hashlib.md5(key.encode()).hexdigest()[:7], 16) % SLOTS
 
 
@@ -91,17 +91,18 @@ class Graph:
             dep in self.nodes and self.nodes[dep].status == StepStatus.SUCCEEDED for dep in node.depends_on)]
 
 
-def counts_of(depends_on: Mapping[str, Iterable[str]], *,
-              succeeded: Iterable[str] = ()) -> dict[str, tuple[list[str], int]]:
+def counts_of(depends_on: Mapping[str, Iterable[str]], *, succeeded: Iterable[str] = (),
+              slots: dict[str, dict[int, int]] | None = None) -> dict[str, tuple[list[str], int]]:
     """Each step's (dependents, waiting_on) for a plan whose steps depend as given; ``succeeded`` names the
-    steps that have succeeded. A dependency that does not exist counts as not succeeded."""
+    steps that have succeeded. A dependency that does not exist counts as not succeeded. ``slots``: what
+    ``slots_of`` finds for the same steps, if the caller has it already."""
     done = set(succeeded)
     dependents: dict[str, list[str]] = {key: [] for key in depends_on}
     for key, deps in depends_on.items():
         for dep in dict.fromkeys(deps):
             if dep in dependents:
                 dependents[dep].append(key)
-    slots = slots_of(depends_on, succeeded=done)
+    slots = slots_of(depends_on, succeeded=done) if slots is None else slots
     return {key: (sorted(dependents[key]), sum(1 for dep in dict.fromkeys(deps) if dep not in done)
                   if key not in slots else sum(1 for waiting in slots[key].values() if waiting))
             for key, deps in depends_on.items()}
@@ -148,8 +149,10 @@ def graph_refresh(*, plan_id: uuid.UUID) -> Graph:
                        [plan_id])
         rows = cursor.fetchall()
         nodes = {key: Node(id_, status, tuple(deps)) for id_, key, status, deps, _, _ in rows}
-        counts = counts_of({key: node.depends_on for key, node in nodes.items()},
-                           succeeded=[key for key, node in nodes.items() if node.status == StepStatus.SUCCEEDED])
+        depends_on = {key: node.depends_on for key, node in nodes.items()}
+        succeeded = [key for key, node in nodes.items() if node.status == StepStatus.SUCCEEDED]
+        slots = slots_of(depends_on, succeeded=succeeded)
+        counts = counts_of(depends_on, succeeded=succeeded, slots=slots)
         wrong = [{"id": str(id_), "dependents": counts[key][0], "waiting_on": counts[key][1]}
                  for id_, key, _, _, dependents, waiting_on in rows
                  if (sorted(dependents), waiting_on) != counts[key]]
@@ -159,9 +162,7 @@ def graph_refresh(*, plan_id: uuid.UUID) -> Graph:
                 UPDATE {_STEP} s SET dependents = x.dependents, waiting_on = x.waiting_on
                 FROM jsonb_to_recordset(%s) AS x(id uuid, dependents varchar[], waiting_on int)
                 WHERE s.id = x.id""", params)
-        _slots_refresh(cursor, plan_id, slots_of(
-            {key: node.depends_on for key, node in nodes.items()},
-            succeeded=[key for key, node in nodes.items() if node.status == StepStatus.SUCCEEDED]))
+        _slots_refresh(cursor, plan_id, slots)
     return Graph(nodes, {key: value[0] for key, value in counts.items()})
 
 
