@@ -68,7 +68,7 @@ class ClaimedStep:
     context: dict[str, Any]
     timeout: float
     deadline: float  # seconds the whole run may take, from the claim
-    last_of_a_dependent: bool = False  # at the claim, the last unfinished dependency of a dependent
+    may_free: bool = False  # at the claim, its success may free a dependent (transitions._MAY_FREE_COLUMN)
 
 
 def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep | None:
@@ -87,7 +87,7 @@ def step_claim(*, step_id: uuid.UUID, attempt: int, worker: str) -> ClaimedStep 
 def _with_context(step: Moved) -> ClaimedStep:
     """A step just claimed, with its dependencies' outputs (which its claim read)."""
     return ClaimedStep(step.id, step.plan_id, step.key, step.agent, step.attempt, step.input, step.context or {},
-                       step.timeout, step.deadline, step.last_of_a_dependent)
+                       step.timeout, step.deadline, step.may_free)
 
 
 def _already_recorded(step_id: uuid.UUID, attempt: int, to: StepStatus) -> bool:
@@ -148,12 +148,12 @@ def _succeed_shared(*, step_id: uuid.UUID, attempt: int, fields: dict[str, Any],
 
     One statement (``steps_transition(plan_shared=True)``) locks the plan's row FOR SHARE, records the success
     and its event, and counts down its dependents. So step ends of one plan run side by side, while everything
-    that decides under the exclusive lock waits for them and they for it. ``frees``: the step was, at its claim,
-    the last unfinished dependency of a dependent, so this success will most likely free it. Then the
+    that decides under the exclusive lock waits for them and they for it. ``frees``: at its claim, the step's success
+    could free a dependent (``Moved.may_free``: one with few dependencies left, or its last). Then the
     statement runs in a short transaction that also queues what it freed, under the shared lock it holds, when
     no decision over the whole plan is needed (``scheduling.advance_shared``): a hop commits once. Otherwise
-    it runs alone in autocommit, which holds its dependents' rows the shortest time (the siblings of a wide
-    join count it down one after another), and what it freed is queued, or the plan finished when nothing of it
+    it runs alone in autocommit, which holds its dependents' rows the shortest time (the siblings of a join
+    count it down one after another), and what it freed is queued, or the plan finished when nothing of it
     may be left open, under the exclusive lock after its commit (``plan_followup``). Must not run in a
     transaction."""
     with transaction.atomic() if frees else nullcontext():
@@ -309,7 +309,7 @@ def _call_agent(claimed: ClaimedStep, lease: leases.Lease, tokens_left: int | No
     def record() -> tuple[Ended, Outcome]:
         try:
             ended = _succeed(step_id=step_id, attempt=attempt, output=result.output, usage=usage or None, here=here,
-                             frees=claimed.last_of_a_dependent)
+                             frees=claimed.may_free)
             return ended, Outcome(StepStatus.SUCCEEDED, output=result.output)
         except TypeError as exc:
             return _failure(step_id, attempt, "agent.bad_output", f"the agent's output is not JSON: {exc}",

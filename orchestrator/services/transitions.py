@@ -95,12 +95,19 @@ _CONTEXT_COLUMN = f"""
                (SELECT jsonb_object_agg(d.key, d.output) FROM {_STEP} d
                 WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.depends_on)),"""
 
-# And whether the step it claims is, at that moment, the last unfinished dependency of a dependent: its success
-# will then most likely free that dependent (``steps._succeed_shared`` plans its transaction on it).
-_LAST_OF_COLUMN = f"""
-               EXISTS(SELECT 1 FROM {_STEP} d WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.dependents)
-                      AND d.waiting_on = 1 AND COALESCE((SELECT w.waiting FROM {_SLOT} w WHERE w.plan_id = d.plan_id
-                          AND w.step_key = d.key AND w.slot = {slot_sql("moved.key")}), 1) = 1),"""
+# And whether the success of the step it claims may free a dependent (``steps._succeed_shared`` plans its
+# transaction on it): a dependent with few dependencies left (a DAG's step waits on a handful, and the others
+# may end before this one: "the last one now" missed those, and their hop took a second transaction and commit
+# under the exclusive lock), or, of a wide dependent (slots) or one waiting on more, only while this step is its
+# last unfinished dependency. A join of many siblings counted on its own row thus keeps their ends in autocommit,
+# each holding the join's row the shortest time.
+MAY_FREE_WAITING = 3
+_MAY_FREE_COLUMN = f"""
+               EXISTS(SELECT 1 FROM {_STEP} d LEFT JOIN {_SLOT} w ON w.plan_id = d.plan_id AND w.step_key = d.key
+                                                                AND w.slot = {slot_sql("moved.key")}
+                      WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.dependents) AND d.waiting_on >= 1
+                        AND CASE WHEN w.plan_id IS NULL THEN d.waiting_on <= {MAY_FREE_WAITING}
+                                 ELSE w.waiting = 1 AND d.waiting_on = 1 END),"""
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,8 @@ class Moved:
     recount: bool = False
     # A claim only (a move to running): the outputs of its dependencies, by key (what its agent is given).
     context: dict[str, Any] | None = None
-    # A claim only: at the claim, it was the last unfinished dependency of one of its dependents.
-    last_of_a_dependent: bool = False
+    # A claim only: at the claim, its success may free a dependent (``_MAY_FREE_COLUMN``).
+    may_free: bool = False
     queued_at: datetime | None = None  # when it was queued (a pull resumes after the last one it took)
 
 
@@ -248,7 +255,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
         ){_FREED if succeeded else ""}
         SELECT moved.id, moved.plan_id, moved.key, moved.agent, moved.attempt, moved.input, moved.depends_on,
                moved.timeout, moved.deadline,{_FREED_COLUMNS if succeeded else _NO_FREED_COLUMNS}
-               {_CONTEXT_COLUMN + _LAST_OF_COLUMN if claims else "NULL, false,"} moved.rank, moved.queued_at,
+               {_CONTEXT_COLUMN + _MAY_FREE_COLUMN if claims else "NULL, false,"} moved.rank, moved.queued_at,
                recorded.id
         FROM moved JOIN recorded ON recorded.plan_id = moved.plan_id AND recorded.step_key = moved.key"""
     with prepared.cursor() as cursor:
@@ -258,7 +265,7 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     moved = [Moved(id=row[0], plan_id=row[1], key=row[2], agent=row[3], attempt=row[4], input=json.loads(row[5]),
                    depends_on=row[6], timeout=row[7], deadline=row[8], freed=tuple(row[9]), blocked=row[10],
                    recount=row[11], context=json.loads(row[12] or "{}") if claims else None,
-                   last_of_a_dependent=row[13], rank=row[14], queued_at=row[15])
+                   may_free=row[13], rank=row[14], queued_at=row[15])
              for row in rows]
     events.publish_on_commit(
         PlanEvent(id=row[-1], plan_id=step.plan_id, step_key=step.key, type=event_type, actor=actor,

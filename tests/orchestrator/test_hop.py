@@ -79,16 +79,31 @@ def test_of_the_steps_a_success_frees_the_thread_runs_the_one_with_the_longest_c
         "a": "succeeded", "b": "queued", "c": "succeeded", "d": "succeeded", "e": "succeeded"}
 
 
-def test_a_claim_says_whether_the_step_is_the_last_a_dependent_waits_for(user: Any) -> None:
+def test_a_claim_says_whether_its_success_may_free_a_dependent(user: Any) -> None:
+    """A dependent waiting on a few steps may be freed by any of them (the others may end first); one waiting on
+    more than MAY_FREE_WAITING only by its last; a sink frees nothing."""
+    from orchestrator.services.transitions import MAY_FREE_WAITING
+
+    many = MAY_FREE_WAITING + 2  # p1.. p(many-1): the join waits on one more than MAY_FREE_WAITING
     plan = services.plan_create(owner=user, request="join", steps=[
-        {"key": "a", "agent": "held"}, {"key": "x", "agent": "held"},
-        {"key": "b", "agent": "held", "depends_on": ["a", "x"]}])
-    a, x = steps_of(plan)["a"], steps_of(plan)["x"]
-    first = services.step_claim(step_id=a.id, attempt=1, worker="w")
-    assert first is not None and not first.last_of_a_dependent  # b still waits for x too
-    services.step_succeed(step_id=a.id, attempt=1, output="a", usage=None)
-    second = services.step_claim(step_id=x.id, attempt=1, worker="w")
-    assert second is not None and second.last_of_a_dependent
+        *({"key": f"p{i}", "agent": "held"} for i in range(many)),
+        {"key": "few", "agent": "held", "depends_on": ["p0", "p1"]},
+        {"key": "join", "agent": "held", "depends_on": [f"p{i}" for i in range(1, many)]},
+        {"key": "sink", "agent": "held", "depends_on": ["few"]}])
+    steps = steps_of(plan)
+    claims = {key: services.step_claim(step_id=steps[key].id, attempt=1, worker="w") for key in ("p0", "p1", "p2")}
+    assert claims["p0"] is not None and claims["p0"].may_free  # few waits on 2 of them
+    assert claims["p2"] is not None and not claims["p2"].may_free  # join waits on all but p0: one too many
+    for i in range(1, many - 1):
+        services.step_succeed(step_id=steps[f"p{i}"].id, attempt=1, output=i, usage=None)
+    last = services.step_claim(step_id=steps[f"p{many - 1}"].id, attempt=1, worker="w")
+    assert last is not None and last.may_free  # the join's last
+    services.step_succeed(step_id=steps["p0"].id, attempt=1, output=0, usage=None)
+    few = services.step_claim(step_id=steps["few"].id, attempt=1, worker="w")
+    assert few is not None and few.may_free  # sink waits on it alone
+    services.step_succeed(step_id=steps["few"].id, attempt=1, output="few", usage=None)
+    sink = services.step_claim(step_id=steps["sink"].id, attempt=1, worker="w")
+    assert sink is not None and not sink.may_free  # a sink has no dependent to free
 
 
 @pytest.mark.parametrize("dependent", [{"agent": "held", "approval": True}, {"agent": "held_llm"}],
