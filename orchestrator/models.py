@@ -146,11 +146,10 @@ class Step(models.Model):
         ordering = ["queued_at", "key"]
         constraints = [models.UniqueConstraint(fields=["plan", "key"], name="step_unique_key_per_plan")]
         indexes = [
-            # The reconciler's scans: stale queued steps and expired leases. Partial (migration 0017): they hold
-            # only the steps in flight, not every step that ever ran, and a step's success, whose row no longer
-            # matches either, writes no entry into them (each write of a step's status adds an entry to every
-            # index whose rows it matches: WAL and index pages on every step's path).
-            models.Index(fields=["queued_at"], condition=models.Q(status="queued"), name="step_queued_since"),
+            # The reconciler's scan of expired leases. Partial (migration 0017): it holds only the running steps,
+            # not every step that ever ran, and a step's success, whose row no longer matches, writes no entry into
+            # it (each write of a step's status adds an entry to every index whose rows it matches). Its scan of
+            # stale queued steps reads the pull's index below (the queued steps alone, in flight as well).
             models.Index(fields=["lease_expires_at"], condition=models.Q(status="running"), name="step_running_lease"),
             # A worker's pull: each of its queue's agents' oldest queued step after the last it took, in the
             # order (queued_at, id) (transitions.steps_transition).

@@ -103,11 +103,10 @@ _CONTEXT_COLUMN = f"""
 # each holding the join's row the shortest time.
 MAY_FREE_WAITING = 3
 _MAY_FREE_COLUMN = f"""
-               EXISTS(SELECT 1 FROM {_STEP} d LEFT JOIN {_SLOT} w ON w.plan_id = d.plan_id AND w.step_key = d.key
-                                                                AND w.slot = {slot_sql("moved.key")}
-                      WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.dependents) AND d.waiting_on >= 1
-                        AND CASE WHEN w.plan_id IS NULL THEN d.waiting_on <= {MAY_FREE_WAITING}
-                                 ELSE w.waiting = 1 AND d.waiting_on = 1 END),"""
+               EXISTS(SELECT 1 FROM {_STEP} d WHERE d.plan_id = moved.plan_id AND d.key = ANY(moved.dependents)
+                      AND d.waiting_on >= 1 AND COALESCE((SELECT w.waiting = 1 AND d.waiting_on = 1 FROM {_SLOT} w
+                          WHERE w.plan_id = d.plan_id AND w.step_key = d.key AND w.slot = {slot_sql("moved.key")}),
+                          d.waiting_on <= {MAY_FREE_WAITING})),"""
 
 
 @dataclass(frozen=True)

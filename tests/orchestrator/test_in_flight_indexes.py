@@ -14,7 +14,7 @@ from orchestrator.models import Step
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-RECONCILER_INDEXES = ("step_queued_since", "step_running_lease")
+RECONCILER_INDEXES = ("step_queued_by_agent", "step_running_lease")
 
 
 def _entries(index: str) -> int:
@@ -32,13 +32,13 @@ def test_finished_steps_leave_no_entry_in_the_reconcilers_indexes(user: Any) -> 
     running = queued[:100]
     for step_id in running:
         assert services.step_claim(step_id=step_id, attempt=1, worker="w") is not None
-    assert (_entries("step_queued_since"), _entries("step_running_lease")) == (20, 100)
+    assert (_entries("step_queued_by_agent"), _entries("step_running_lease")) == (20, 100)
 
     for step_id in running[:90]:
         assert services.step_succeed(step_id=step_id, attempt=1, output=None, usage=None)
 
     # Before migration 0017 these were (status, queued_at) and (status, lease_expires_at) over every step: 120 each.
-    assert (_entries("step_queued_since"), _entries("step_running_lease")) == (20, 10)
+    assert (_entries("step_queued_by_agent"), _entries("step_running_lease")) == (20, 10)
 
 
 def test_the_reconciler_finds_stale_queued_steps_and_expired_leases_through_them(user: Any) -> None:
