@@ -57,11 +57,20 @@ _JSON_COLUMNS = frozenset(f.column for f in Step._meta.concrete_fields if isinst
 # dependent's own count only for the slot that this emptied; any other dependent's own count directly. The
 # counts are grouped first, so that two steps moved at once that share a dependent decrement it twice (an
 # UPDATE ... FROM changes a row once, whatever the join yields).
+# Both updates also name their rows' keys as arrays (``_BY_KEY``), so that they are found through the (plan, key)
+# indexes whatever the statistics said when the statement was planned. Planned once per connection
+# (common/prepared.py) while the tables were small (a new database), a join alone was a hash join over a scan of
+# the whole table, kept for as long as the connection lived: a 5,000-step plan on a fresh database ran 2x slower,
+# its step ends on Postgres' CPU reading every step and slot row for each end, until autovacuum's ANALYZE had the
+# statement planned again.
+_BY_KEY = """{alias}.plan_id = ANY(ARRAY(SELECT plan_id FROM moved))
+                  AND {alias}.{key} = ANY(ARRAY(SELECT unnest(dependents) FROM moved))"""
 _FREED = f""", slots AS (
             UPDATE {_SLOT} w SET waiting = w.waiting - c.n
             FROM (SELECT plan_id, dep, {slot_sql("moved.key")} AS slot, count(*) AS n
                   FROM moved CROSS JOIN LATERAL unnest(moved.dependents) AS dep GROUP BY 1, 2, 3) c
-            WHERE w.plan_id = c.plan_id AND w.step_key = c.dep AND w.slot = c.slot
+            WHERE {_BY_KEY.format(alias="w", key="step_key")}
+              AND w.plan_id = c.plan_id AND w.step_key = c.dep AND w.slot = c.slot
             RETURNING w.plan_id, w.step_key, w.waiting
         ), freed AS (
             UPDATE {_STEP} d SET waiting_on = d.waiting_on - c.n
@@ -70,7 +79,7 @@ _FREED = f""", slots AS (
                       WHERE NOT EXISTS (SELECT 1 FROM slots s WHERE s.plan_id = moved.plan_id AND s.step_key = dep)
                       UNION ALL
                       SELECT plan_id, step_key, 1 FROM slots WHERE waiting = 0) x GROUP BY plan_id, dep) c
-            WHERE d.plan_id = c.plan_id AND d.key = c.dep
+            WHERE {_BY_KEY.format(alias="d", key="key")} AND d.plan_id = c.plan_id AND d.key = c.dep
             RETURNING d.id, d.plan_id, d.key, d.waiting_on, d.status
         )"""
 # What a success reports of its dependents (Moved.freed, .blocked, .recount); any other move frees nothing. A
@@ -82,7 +91,7 @@ _FREED_COLUMNS = """
                       AND f.waiting_on > 0 AND f.status = 'pending')
                OR EXISTS(SELECT 1 FROM slots s JOIN """ + _STEP + """ d ON d.plan_id = s.plan_id AND d.key = s.step_key
                          WHERE s.plan_id = moved.plan_id AND s.step_key = ANY(moved.dependents) AND s.waiting > 0
-                         AND d.status = 'pending'),
+                         AND (d.status || '') = 'pending'),
                cardinality(moved.dependents) <> (SELECT count(*) FROM freed f WHERE f.plan_id = moved.plan_id
                                                  AND f.key = ANY(moved.dependents))
                                                 + (SELECT count(*) FROM slots s WHERE s.plan_id = moved.plan_id
