@@ -22,8 +22,9 @@ def steps_of(plan: Plan) -> dict[str, Step]:
     return {s.key: s for s in Step.objects.filter(plan=plan)}
 
 
-def step_scans(sql: str) -> list[dict[str, Any]]:
-    """The nodes of ``sql``'s executed plan (EXPLAIN ANALYZE, rolled back) that read the steps table."""
+def step_scans(sql: str, tables: tuple[str, ...] = ("orchestrator_step",)) -> list[dict[str, Any]]:
+    """The nodes of ``sql``'s executed plan (EXPLAIN ANALYZE, rolled back) that read the steps table (or
+    ``tables``)."""
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
@@ -33,7 +34,7 @@ def step_scans(sql: str) -> list[dict[str, Any]]:
     def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
         return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
 
-    return [n for n in nodes(explained[0]["Plan"]) if n.get("Relation Name") == "orchestrator_step"]
+    return [n for n in nodes(explained[0]["Plan"]) if n.get("Relation Name") in tables]
 
 
 def step_rows_read(sql: str) -> float:
@@ -281,14 +282,6 @@ def test_a_success_finds_its_dependents_by_key_whatever_the_statistics(user: Any
         transaction.set_rollback(True)  # still running: EXPLAIN ANALYZE below runs the same success
     (success,) = [q["sql"] for q in captured.captured_queries if "slots AS" in q["sql"]]
 
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {success}")
-        explained = cursor.fetchone()[0]
-        transaction.set_rollback(True)
-
-    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
-
-    scans = [(n["Node Type"], n.get("Index Name")) for n in nodes(explained[0]["Plan"])
-             if n.get("Relation Name") in ("orchestrator_step", "orchestrator_stepslot")]
+    scans = [(n["Node Type"], n.get("Index Name"))
+             for n in step_scans(success, ("orchestrator_step", "orchestrator_stepslot"))]
     assert scans and all(kind != "Seq Scan" and index != "step_open" for kind, index in scans), scans
