@@ -58,11 +58,9 @@ _JSON_COLUMNS = frozenset(f.column for f in Step._meta.concrete_fields if isinst
 # counts are grouped first, so that two steps moved at once that share a dependent decrement it twice (an
 # UPDATE ... FROM changes a row once, whatever the join yields).
 # Both updates also name their rows' keys as arrays (``_BY_KEY``), so that they are found through the (plan, key)
-# indexes whatever the statistics said when the statement was planned. Planned once per connection
-# (common/prepared.py) while the tables were small (a new database), a join alone was a hash join over a scan of
-# the whole table, kept for as long as the connection lived: a 5,000-step plan on a fresh database ran 2x slower,
-# its step ends on Postgres' CPU reading every step and slot row for each end, until autovacuum's ANALYZE had the
-# statement planned again.
+# indexes when the statement is planned without statistics. Planned once per connection (common/prepared.py) on a
+# new database, the join alone was a hash join over a scan of the whole step and slot tables (EXPLAIN (GENERIC_PLAN)),
+# kept for as long as the connection lived or until an ANALYZE had the statement planned again.
 _BY_KEY = """{alias}.plan_id = ANY(ARRAY(SELECT plan_id FROM moved))
                   AND {alias}.{key} = ANY(ARRAY(SELECT unnest(dependents) FROM moved))"""
 _FREED = f""", slots AS (

@@ -261,11 +261,9 @@ def test_a_claim_looks_up_its_dependencies_and_dependents_by_key_in_a_plan_of_an
 
 
 def test_a_success_finds_its_dependents_by_key_whatever_the_statistics(user: Any) -> None:
-    """No statistics yet (a new database) made the success statement's counting down
-    a hash join over a scan of every step and slot row, and a connection keeps a statement's plan (common/
-    prepared.py): a 5,000-step plan on a fresh database ran 2x slower, Postgres reading every row of both tables
-    for each step's end. Its rows are now named by key, which the (plan, key) indexes serve whatever the
-    statistics say."""
+    """No statistics yet (a new database) made the success statement's counting down a hash join over a scan of
+    every step and slot row, and a connection keeps a statement's plan (common/prepared.py), so each step's end read
+    both tables whole as they grew. Its rows are now named by key, which the (plan, key) indexes serve."""
     plan = services.plan_create(owner=user, request="fan-in", steps=[
         *({"key": f"s{i}", "agent": "held"} for i in range(40)),
         {"key": "join", "agent": "held", "depends_on": [f"s{i}" for i in range(40)]},

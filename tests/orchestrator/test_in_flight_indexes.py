@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from orchestrator import services
 from orchestrator.models import Step
@@ -42,9 +44,6 @@ def test_finished_steps_leave_no_entry_in_the_reconcilers_indexes(user: Any) -> 
 
 
 def test_the_reconciler_finds_stale_queued_steps_and_expired_leases_through_them(user: Any) -> None:
-    from django.test.utils import CaptureQueriesContext
-    from django.utils import timezone
-
     services.plan_create(owner=user, request="in flight", steps=[{"key": f"s{i}", "agent": "held"} for i in range(4)])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE orchestrator_step")
