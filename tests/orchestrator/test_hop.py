@@ -258,28 +258,3 @@ def test_a_claim_looks_up_its_dependencies_and_dependents_by_key_in_a_plan_of_an
     (claim,) = [q["sql"] for q in captured.captured_queries if "jsonb_object_agg" in q["sql"]]
     read = step_rows_read(claim)
     assert read <= 3  # the step itself, and its one dependent (its context is empty)
-
-
-def test_a_success_finds_its_dependents_by_key_whatever_the_statistics(user: Any) -> None:
-    """No statistics yet (a new database) made the success statement's counting down a hash join over a scan of
-    every step and slot row, and a connection keeps a statement's plan (common/prepared.py), so each step's end read
-    both tables whole as they grew. Its rows are now named by key, which the (plan, key) indexes serve."""
-    plan = services.plan_create(owner=user, request="fan-in", steps=[
-        *({"key": f"s{i}", "agent": "held"} for i in range(40)),
-        {"key": "join", "agent": "held", "depends_on": [f"s{i}" for i in range(40)]},
-        {"key": "narrow", "agent": "held", "depends_on": ["s0", "s1"]}])
-    # No statistics: the tables were emptied (TRUNCATE) before this test, as a new database's are.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT max(reltuples) FROM pg_class WHERE relname IN ('orchestrator_step', "
-                       "'orchestrator_stepslot')")
-        assert cursor.fetchone()[0] < 0
-    s0 = steps_of(plan)["s0"]
-    services.step_claim(step_id=s0.id, attempt=1, worker="w")
-    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
-        services.step_succeed(step_id=s0.id, attempt=1, output=None, usage=None)
-        transaction.set_rollback(True)  # still running: EXPLAIN ANALYZE below runs the same success
-    (success,) = [q["sql"] for q in captured.captured_queries if "slots AS" in q["sql"]]
-
-    scans = [(n["Node Type"], n.get("Index Name"))
-             for n in step_scans(success, ("orchestrator_step", "orchestrator_stepslot"))]
-    assert scans and all(kind != "Seq Scan" and index != "step_open" for kind, index in scans), scans
