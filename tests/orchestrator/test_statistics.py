@@ -4,6 +4,7 @@ with no statistics at all (services/transitions.py, ``_BY_KEY``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +15,20 @@ from orchestrator import services
 from tests.orchestrator.test_hop import step_scans, steps_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
+TABLES = ("orchestrator_step", "orchestrator_stepslot")
+
+
+@pytest.fixture(autouse=True)
+def no_autovacuum(transactional_db: None) -> Iterator[None]:
+    """No autovacuum ANALYZE of the tables while a test runs (its workers visit each database once a minute and
+    would write the statistics these tests count on)."""
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    yield
+    with connection.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
 
 
 def statistics_clear(*tables: str) -> None:
@@ -40,7 +55,7 @@ def test_a_plan_that_more_than_doubles_the_steps_table_has_it_analyzed_on_commit
     """Workers plan their hot statements once per connection: planned over a table of a few pages they read it
     whole, and kept doing so as a first big plan filled it (a new database's first 5,000-step plan: 19 s, not
     12). Such a plan now has the table analyzed once it commits, so every connection plans again."""
-    statistics_clear("orchestrator_step", "orchestrator_stepslot")
+    statistics_clear(*TABLES)
     services.plan_create(owner=user, request="small", steps=held(99))
     assert counted() == -1  # fewer than 100 steps: not even asked
     with transaction.atomic():
@@ -55,7 +70,7 @@ def test_a_success_finds_its_dependents_by_key_whatever_the_statistics(user: Any
     """No statistics yet (a new database) made the success statement's counting down a hash join over a scan of
     every step and slot row, and a connection keeps a statement's plan (common/prepared.py), so each step's end read
     both tables whole as they grew. Its rows are now named by key, which the (plan, key) indexes serve."""
-    statistics_clear("orchestrator_step", "orchestrator_stepslot")  # whatever earlier tests' ANALYZE left
+    statistics_clear(*TABLES)  # whatever earlier tests' ANALYZE left
     plan = services.plan_create(owner=user, request="fan-in", steps=[
         *({"key": f"s{i}", "agent": "held"} for i in range(40)),
         {"key": "join", "agent": "held", "depends_on": [f"s{i}" for i in range(40)]},
