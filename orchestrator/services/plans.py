@@ -18,7 +18,7 @@ from approvals import api as approvals
 from common.bulk import copy_insert
 from common.errors import Conflict
 from orchestrator import experimenting, planning
-from orchestrator.models import Plan, Step
+from orchestrator.models import Plan, Step, StepSlot
 from orchestrator.planning import StepSpec
 from orchestrator.services import growth, leases, readiness
 from orchestrator.services.budgets import totals_add
@@ -56,7 +56,7 @@ def _statistics_follow(added: int) -> None:
     if added < STATISTICS_CHECK_FROM:
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'orchestrator_step'::regclass")
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [Step._meta.db_table])
         (counted,) = cursor.fetchone()
     if counted < added:
         transaction.on_commit(_statistics_analyze, robust=True)
@@ -64,7 +64,7 @@ def _statistics_follow(added: int) -> None:
 
 def _statistics_analyze() -> None:
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE orchestrator_step, orchestrator_stepslot")
+        cursor.execute(f"ANALYZE {Step._meta.db_table}, {StepSlot._meta.db_table}")
 
 
 def _steps_add(plan: Plan, specs: list[StepSpec]) -> list[Step]:

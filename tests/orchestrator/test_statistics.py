@@ -47,8 +47,8 @@ def counted() -> float:
         return float(cursor.fetchone()[0])
 
 
-def held(n: int, prefix: str = "s") -> list[dict[str, Any]]:
-    return [{"key": f"{prefix}{i}", "agent": "held"} for i in range(n)]
+def held(n: int) -> list[dict[str, Any]]:
+    return [{"key": f"s{i}", "agent": "held"} for i in range(n)]
 
 
 def test_a_plan_that_more_than_doubles_the_steps_table_has_it_analyzed_on_commit(user: Any) -> None:
@@ -76,8 +76,7 @@ def test_a_success_finds_its_dependents_by_key_whatever_the_statistics(user: Any
         {"key": "join", "agent": "held", "depends_on": [f"s{i}" for i in range(40)]},
         {"key": "narrow", "agent": "held", "depends_on": ["s0", "s1"]}])
     with connection.cursor() as cursor:  # still none: a plan of fewer than 100 steps asks for no ANALYZE
-        cursor.execute("SELECT max(reltuples) FROM pg_class WHERE relname IN ('orchestrator_step', "
-                       "'orchestrator_stepslot')")
+        cursor.execute("SELECT max(reltuples) FROM pg_class WHERE relname = ANY(%s)", [list(TABLES)])
         assert cursor.fetchone()[0] < 0
     s0 = steps_of(plan)["s0"]
     services.step_claim(step_id=s0.id, attempt=1, worker="w")
@@ -87,5 +86,5 @@ def test_a_success_finds_its_dependents_by_key_whatever_the_statistics(user: Any
     (success,) = [q["sql"] for q in captured.captured_queries if "slots AS" in q["sql"]]
 
     scans = [(n["Node Type"], n.get("Index Name"))
-             for n in step_scans(success, ("orchestrator_step", "orchestrator_stepslot"))]
+             for n in step_scans(success, TABLES)]
     assert scans and all(kind != "Seq Scan" and index != "step_open" for kind, index in scans), scans
