@@ -1,7 +1,7 @@
 """SSE fan-out: many watchers of one plan's live stream, spread over two uvicorn processes (2 cores), each
 process with one Redis subscription fanned out in process (streams/hub.py).
 
-The watchers are ``bench.sse_client`` processes (two, raw asyncio streams), connected before the first event
+The watchers are ``bench.sse_client`` processes (two, bare asyncio protocols), connected before the first event
 with the plan's newest id as Last-Event-ID. This process then writes EVENTS ``step.progress`` events to the plan
 at RATE per second, each in its own transaction through the real publisher (``PlanEvent`` insert, commit,
 ``orchestrator.events.publish_on_commit``: one Redis PUBLISH), stamping ``published_at`` (wall clock) into the
