@@ -1,6 +1,7 @@
 """The steps table's statistics, as the planner sees them: a plan that more than doubles the table has it
-analyzed (services/plans.py, ``_statistics_follow``), and the success statement finds its rows by key even
-with no statistics at all (services/transitions.py, ``_BY_KEY``)."""
+analyzed (services/plans.py, ``_statistics_follow``), the success statement finds its rows by key even
+with no statistics at all (services/transitions.py, ``_BY_KEY``), and a pull cannot read the index of every
+plan's open steps whatever the statistics say (``step_open``, orchestrator/models.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from orchestrator import services
+from orchestrator.services import readiness
+from orchestrator.services.transitions import step_claimed_oldest
 from tests.orchestrator.test_hop import step_scans, steps_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,3 +91,40 @@ def test_a_success_finds_its_dependents_by_key_whatever_the_statistics(user: Any
     scans = [(n["Node Type"], n.get("Index Name"))
              for n in step_scans(success, TABLES)]
     assert scans and all(kind != "Seq Scan" and index != "step_open" for kind, index in scans), scans
+
+
+def indexes_read(sql: str) -> set[str]:
+    """The indexes ``sql``'s plan reads (EXPLAIN, not run), bitmap scans' included."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
+        explained = cursor.fetchone()[0]
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
+
+    return {n["Index Name"] for n in nodes(explained[0]["Plan"]) if "Index Name" in n}
+
+
+def test_a_pull_cannot_read_the_index_of_every_plans_open_steps(user: Any) -> None:
+    """A pull (the oldest queued step of some agents) names no plan, so the index of each plan's open steps, keyed
+    by plan, could serve it only whole: every open step of every plan read, filtered and sorted, for each pull. The
+    planner took it whenever the statistics made it look the cheaper (after a vacuum between two big plans both
+    it and the pull's own index count no rows, and the pull's, wider, has more pages): a plan of 5,000 steps ran in
+    43 s instead of 15, Postgres reading ~5,000 entries of ``step_open`` per pull. Its predicate now also asks for
+    a plan, which only a statement that names one implies. Here the pull's own index and the other one keyed by
+    plan are dropped, and sequential scans priced out: ``step_open`` is what the planner takes if it may."""
+    plan = services.plan_create(owner=user, request="queued", steps=held(3))
+    with CaptureQueriesContext(connection) as captured:
+        step_claimed_oldest(agents=["held"], worker="w")
+        readiness.plan_settled(plan_id=plan.id)
+    pull, settled = (next(q["sql"] for q in captured.captured_queries if marker in q["sql"])
+                     for marker in ("SKIP LOCKED", "NOT EXISTS"))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DROP INDEX step_queued_by_agent")
+        cursor.execute(f"ALTER TABLE {TABLES[0]} DROP CONSTRAINT step_unique_key_per_plan CASCADE")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        pulled_through = indexes_read(pull)
+        transaction.set_rollback(True)
+    assert "step_open" not in pulled_through, pulled_through
+    # What it is for still reads it: whether a plan has any step left open.
+    assert indexes_read(settled) == {"step_open"}
