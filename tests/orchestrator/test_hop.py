@@ -22,19 +22,22 @@ def steps_of(plan: Plan) -> dict[str, Step]:
     return {s.key: s for s in Step.objects.filter(plan=plan)}
 
 
-def step_scans(sql: str, tables: tuple[str, ...] = ("orchestrator_step",)) -> list[dict[str, Any]]:
-    """The nodes of ``sql``'s executed plan (EXPLAIN ANALYZE, rolled back) that read the steps table (or
-    ``tables``)."""
-
+def plan_nodes(sql: str, *, run: bool = True) -> list[dict[str, Any]]:
+    """Every node of ``sql``'s plan: as executed (EXPLAIN ANALYZE, rolled back), or as planned (``run=False``)."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        cursor.execute(f"EXPLAIN ({'ANALYZE, ' if run else ''}FORMAT JSON) {sql}")
         explained = cursor.fetchone()[0]
         transaction.set_rollback(True)
 
     def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
         return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
 
-    return [n for n in nodes(explained[0]["Plan"]) if n.get("Relation Name") in tables]
+    return nodes(explained[0]["Plan"])
+
+
+def step_scans(sql: str, tables: tuple[str, ...] = ("orchestrator_step",)) -> list[dict[str, Any]]:
+    """The nodes of ``sql``'s executed plan that read the steps table (or ``tables``)."""
+    return [n for n in plan_nodes(sql) if n.get("Relation Name") in tables]
 
 
 def step_rows_read(sql: str) -> float:

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from orchestrator import services
 from orchestrator.services import readiness
 from orchestrator.services.transitions import step_claimed_oldest
-from tests.orchestrator.test_hop import step_scans, steps_of
+from tests.orchestrator.test_hop import plan_nodes, step_scans, steps_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TABLES = ("orchestrator_step", "orchestrator_stepslot")
@@ -94,15 +94,8 @@ def test_a_success_finds_its_dependents_by_key_whatever_the_statistics(user: Any
 
 
 def indexes_read(sql: str) -> set[str]:
-    """The indexes ``sql``'s plan reads (EXPLAIN, not run), bitmap scans' included."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
-        explained = cursor.fetchone()[0]
-
-    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
-
-    return {n["Index Name"] for n in nodes(explained[0]["Plan"]) if "Index Name" in n}
+    """The indexes ``sql``'s plan reads (not run), bitmap scans' included."""
+    return {n["Index Name"] for n in plan_nodes(sql, run=False) if "Index Name" in n}
 
 
 def test_a_pull_cannot_read_the_index_of_every_plans_open_steps(user: Any) -> None:
