@@ -246,7 +246,7 @@ ORCH_LEASE_GRACE = env_int("ORCH_LEASE_GRACE", 30)
 # database is unreachable; a result is retried for as long as its lease is known to hold.
 ORCH_DB_RETRY_FOR = env_int("ORCH_DB_RETRY_FOR", 30)
 # A worker thread with nothing left to run pulls the oldest queued step of its queue from the database
-# (orchestrator/services/steps.py); once a pull finds the queue empty, the process's threads skip pulling for
+# (orchestrator/services/pulls.py); once a pull finds the queue empty, the process's threads skip pulling for
 # this many seconds (a step queued meanwhile is run on its own message). 0: always pull.
 ORCH_PULL_IDLE = float(env("ORCH_PULL_IDLE") or 0.05)
 ORCH_WORKFLOWS_DIR = Path(env("ORCH_WORKFLOWS_DIR") or BASE_DIR / "workflows")

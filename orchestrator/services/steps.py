@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from celery.worker import state as worker_state
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_list, agent_run
+from agents.api import AgentCall, AgentError, ChunkBuffer, TransientAgentError, agent_get, agent_run
 from common.edge import storable
 from common.logging import bind, unbind
 from orchestrator import experimenting
 from orchestrator.models import Step
-from orchestrator.services import growth, leases, memory, readiness
+from orchestrator.services import growth, leases, memory, pulls, readiness
 from orchestrator.services.budgets import totals_add
 from orchestrator.services.durable import briefly, durably
 from orchestrator.services.scheduling import (
@@ -41,12 +37,10 @@ from orchestrator.services.scheduling import (
     plan_followup,
 )
 from orchestrator.services.transitions import (
-    PULL_START,
     Moved,
     events_record,
     plan_of_step_locked,
     step_claimed,
-    step_claimed_oldest,
     steps_transition,
 )
 from orchestrator.states import PlanStatus, StepStatus
@@ -339,15 +333,16 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
       queues it (``scheduling.Here``), with no message, and so on down a chain. That takes the broker's round
       trip, and a second thread's no-op claim, off a DAG's critical path;
     - else, when ``queue`` is given (the queue this delivery came from, so one this worker consumes), the step
-      of that queue queued longest (``transitions.step_claimed_oldest``). Its message, when it comes, is a
-      no-op claim that pulls the next one in turn. So a wide fan-out runs as fast as the threads can claim
-      from Postgres, not at the pace of the broker's deliveries (the worker's consumer thread spends three
-      Redis round trips on each). A worker asked to stop takes nothing more.
+      of that queue queued longest (services/pulls.py). Its message, when it comes, claims nothing (without
+      a statement, in the process that pulled it) and pulls the next one in turn. So a wide fan-out runs as
+      fast as the threads can claim from Postgres, not at the pace of the broker's deliveries (the worker's
+      consumer thread spends three Redis round trips on each). A worker asked to stop takes nothing more.
     The database still decides: every run is a conditional claim of a queued step at its current attempt.
 
     Raises a database error only when recording failed for as long as the lease held: the reconciler then
     gives the step a new attempt, since this worker can no longer know that it still owns it."""
-    claimed = briefly(lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
+    claimed = None if pulls.pulled_here(step_id, attempt) else briefly(
+        lambda: step_claim(step_id=step_id, attempt=attempt, worker=worker), what="claim")
     while (claimed := claimed or _claim_oldest(queue, worker)) is not None:
         ids = bind(plan_id=str(claimed.plan_id), step_id=str(claimed.id), attempt=claimed.attempt)
         try:
@@ -356,42 +351,9 @@ def step_run(*, step_id: uuid.UUID, attempt: int, worker: str, queue: str | None
             unbind(ids)
 
 
-# Per queue, the time.monotonic() until which this process's threads do not pull (a pull found it empty).
-_pull_idle_until: dict[str, float] = {}
-# Per agent, the (queued_at, id) of the step this process pulled last: the next pull resumes after it
-# (transitions.steps_transition, ``oldest_of``). A step queued behind it (its transaction began earlier but
-# committed later) is not pulled by this process: it runs on its own message, as every step can.
-_pull_after: dict[str, tuple[datetime, uuid.UUID]] = {}
-
-
 def _claim_oldest(queue: str | None, worker: str) -> ClaimedStep | None:
-    """The step of ``queue`` queued longest, claimed for ``worker``; None without a queue, when the worker is
-    stopping, or when nothing of that queue is queued. Once a pull finds the queue empty, no thread of this
-    process asks again for ORCH_PULL_IDLE seconds: a step queued meanwhile runs on its own message, as every
-    step can. Without the pause, every step's end would ask once more: in a plan of 200 parallel calls that
-    is 200 empty pulls, a tenth of the worker's CPU, while the calls still being started wait for the GIL; and
-    after a plan's end each leftover message (a no-op claim) would ask too. While steps are queued faster
-    than their messages arrive (a wide fan-out), pulls find them, so the pause never starts. Pulling is a
-    shortcut only: a step not pulled is run on its own message."""
-    if queue is None or _stopping() or _pull_idle_until.get(queue, 0.0) > time.monotonic():
-        return None
-    agents = [spec.name for spec in agent_list() if spec.queue == queue]
-    if not agents:
-        return None
-    step = briefly(lambda: step_claimed_oldest(agents=agents, worker=worker, after=_pull_after), what="claim")
-    if step is None:
-        _pull_idle_until[queue] = time.monotonic() + settings.ORCH_PULL_IDLE
-        return None
-    if step.queued_at is not None and (step.queued_at, step.id) > _pull_after.get(step.agent, PULL_START):
-        _pull_after[step.agent] = (step.queued_at, step.id)  # two threads at once: at worst one rescan
-    return _with_context(step)
-
-
-def _stopping() -> bool:
-    """The worker this thread runs in is shutting down (Celery's warm or cold shutdown)."""
-    # Celery sets these to an exit code (0 for a plain warm shutdown), so only None and False mean "running".
-    return any(flag is not None and flag is not False for flag in (worker_state.should_stop,
-                                                                    worker_state.should_terminate))
+    step = pulls.claim_oldest(queue, worker)
+    return _with_context(step) if step is not None else None
 
 
 def _run_claimed(claimed: ClaimedStep, worker: str) -> ClaimedStep | None:

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from approvals.models import Approval
 from orchestrator import services
 from orchestrator.models import Plan, Step
-from orchestrator.services import steps as step_service
+from orchestrator.services import pulls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -135,7 +135,7 @@ def test_after_an_empty_pull_the_threads_leave_the_queue_to_its_messages(user: A
     """Once a pull finds the queue empty, no thread asks again for ORCH_PULL_IDLE seconds, neither a delivery
     that claimed nothing (a leftover message) nor one that has just run its step: a step queued meanwhile runs
     on its own message. Once the pause is over, a thread that ran its step pulls again."""
-    monkeypatch.setattr(step_service, "_pull_idle_until", {})
+    monkeypatch.setattr(pulls, "_pull_idle_until", {})
     settings.ORCH_PULL_IDLE = 60
     first = services.plan_create(owner=user, request="alone", steps=[{"key": "a", "agent": "held"}])
     a = steps_of(first)["a"]
@@ -150,11 +150,36 @@ def test_after_an_empty_pull_the_threads_leave_the_queue_to_its_messages(user: A
     assert {k: (s.status, s.worker) for k, s in steps_of(second).items()} == {
         "b": ("succeeded", "w2"), "c": ("queued", "")}
 
-    step_service._pull_idle_until.clear()  # the pause is over
+    pulls._pull_idle_until.clear()  # the pause is over
     third = services.plan_create(owner=user, request="after", steps=[{"key": "d", "agent": "held"}])
     services.step_run(step_id=steps_of(third)["d"].id, attempt=1, worker="w3", queue="held")
     assert {k: (s.status, s.worker) for k, s in steps_of(second).items()} == {
         "b": ("succeeded", "w2"), "c": ("succeeded", "w3")}
+
+
+def test_the_message_of_a_step_this_process_pulled_claims_it_without_a_statement(user: Any, settings: Any,
+                                                                                monkeypatch: Any) -> None:
+    """A wide fan-out's messages mostly come after their steps were pulled: such a delivery knows, without asking
+    the database, that its claim at that attempt cannot succeed. Only the first delivery of that attempt: a
+    duplicate, or a message of a step pulled by another process, asks the database as every delivery does."""
+    monkeypatch.setattr(pulls, "_pull_idle_until", {})
+    monkeypatch.setattr(pulls, "_pulled", {})
+    settings.ORCH_PULL_IDLE = 60
+    plan = services.plan_create(owner=user, request="wide", steps=[
+        {"key": "a", "agent": "held"}, {"key": "b", "agent": "held"}])
+    a, b = steps_of(plan)["a"], steps_of(plan)["b"]
+    services.step_run(step_id=a.id, attempt=1, worker="w", queue="held")  # runs a, pulls b, then finds none
+    assert steps_of(plan)["b"].worker == "w"
+
+    with CaptureQueriesContext(connection) as first:
+        services.step_run(step_id=b.id, attempt=1, worker="late", queue="held")  # b's message
+    with CaptureQueriesContext(connection) as again:
+        services.step_run(step_id=b.id, attempt=1, worker="dup", queue="held")  # the same message, delivered twice
+
+    assert first.captured_queries == []
+    assert [q["sql"].count("UPDATE orchestrator_step") for q in again.captured_queries] == [1]  # a no-op claim
+    assert {k: (s.status, s.worker, s.attempt) for k, s in steps_of(plan).items()} == {
+        "a": ("succeeded", "w", 1), "b": ("succeeded", "w", 1)}
 
 
 def test_the_gate_reads_its_freed_steps_by_id_however_many_steps_are_open(user: Any) -> None:
@@ -218,8 +243,8 @@ def test_a_pull_resumes_after_the_step_it_took_last_while_an_old_snapshot_is_hel
 
     from orchestrator.services.transitions import step_claimed_oldest
 
-    monkeypatch.setattr(step_service, "_pull_after", {})
-    monkeypatch.setattr(step_service, "_pull_idle_until", {})
+    monkeypatch.setattr(pulls, "_pull_after", {})
+    monkeypatch.setattr(pulls, "_pull_idle_until", {})
     services.plan_create(owner=user, request="wide", steps=[{"key": f"s{i}", "agent": "held"} for i in range(400)])
     connection.ensure_connection()  # the other session: on the very database this test's connection uses
     with psycopg.connect(**connection.connection.info.get_parameters(),
@@ -227,14 +252,14 @@ def test_a_pull_resumes_after_the_step_it_took_last_while_an_old_snapshot_is_hel
         other.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         other.execute("SELECT count(*) FROM orchestrator_step").fetchone()  # its snapshot, held from here
         for _ in range(300):
-            assert step_service._claim_oldest("held", "w") is not None
+            assert pulls.claim_oldest("held", "w") is not None
         with CaptureQueriesContext(connection) as resumed:
-            step_claimed_oldest(agents=["held"], worker="w", after=step_service._pull_after)
+            step_claimed_oldest(agents=["held"], worker="w", after=pulls._pull_after)
         with CaptureQueriesContext(connection) as from_oldest:
             step_claimed_oldest(agents=["held"], worker="w")
-        pulls = [[q["sql"] for q in c.captured_queries if "SKIP LOCKED" in q["sql"]][0]
-                 for c in (resumed, from_oldest)]
-        touched = [_buffers(sql) for sql in pulls]
+        statements = [[q["sql"] for q in c.captured_queries if "SKIP LOCKED" in q["sql"]][0]
+                      for c in (resumed, from_oldest)]
+        touched = [_buffers(sql) for sql in statements]
         other.rollback()
 
     assert touched[0] * 4 < touched[1], touched  # from the oldest: a walk through the 300 steps claimed since

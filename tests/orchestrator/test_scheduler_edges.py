@@ -245,10 +245,10 @@ def test_a_free_thread_takes_the_oldest_queued_steps_of_its_queue(user: Any, mon
     shutdown sets Celery's should_stop to the exit code, 0) takes nothing more."""
     from celery.worker import state as worker_state
 
-    from orchestrator.services import steps as step_service
+    from orchestrator.services import pulls
 
     settings.ORCH_PULL_IDLE = 0  # every pull asks the database (test_hop.py shows the pause after an empty one)
-    monkeypatch.setattr(step_service, "_pull_idle_until", {})
+    monkeypatch.setattr(pulls, "_pull_idle_until", {})
     first = services.plan_create(owner=user, request="wide", steps=[
         {"key": "a", "agent": "held"}, {"key": "b", "agent": "held"},
         {"key": "x", "agent": "remote_chaos"}])  # its queue is consumed only in tests/test_chaos.py
