@@ -1,10 +1,14 @@
 """API throughput: requests per second of ``GET /api/plans/{id}/`` (a plan of 5 steps) and ``POST /api/plans/``
-(a plan of one step, dispatched to Redis: the send path of services/dispatch.py) on uvicorn with 2 worker
-processes in deployment settings (a DATABASE_URL given, DEBUG off, a real secret key and allowed hosts, the
+(a plan of one step, dispatched to Redis: the send path of services/dispatch.py) on 2 uvicorn processes, as the
+deployment runs them (one process per container or pod, behind a load balancer: deploy/, Dockerfile), in
+deployment settings (a DATABASE_URL given, DEBUG off, a real secret key and allowed hosts, the
 whole middleware stack: throttling counted in Redis, the audit trail, Idempotency-Key support), side by side with
 a trivial DRF endpoint in the same processes (``/api/_bench/ping/``: the same authentication, permission,
 throttle and middleware, no work), so the ratio says what the plan endpoints themselves cost. The load
-generator (``bench.http_load``: raw asyncio, keep-alive, CONNECTIONS at once) runs on the same 2 cores. The
+generator (``bench.http_load``: raw asyncio, keep-alive, CONNECTIONS at once, spread evenly over the processes as
+a balancer spreads its connections) runs on the same 2 cores. (Not ``uvicorn --workers 2`` on one socket: there
+the process that wakes first accepts every connection waiting, and 16 connections opened at once split 15 / 1,
+one process at 100 % of a core while the other idled, for the whole round.) The
 endpoints are measured in ROUNDS interleaved rounds (ping, GET, POST; SECONDS each), and each figure is the
 median of its rounds: a shared machine's slow minutes (the trivial endpoint has moved by half within one run)
 then weigh on every endpoint alike instead of on whichever ran in them. Targets: GET >= 500 rps,
@@ -21,12 +25,12 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.harness import ROOT, Harness, Result
-from bench.web import cpu_seconds, web_server
+from bench.web import cpu_seconds, web_servers
 
 SECONDS = 5.0
 ROUNDS = 3
 CONNECTIONS = 16
-WORKERS = 2
+PROCESSES = 2
 
 
 def _deployment_env() -> dict[str, str]:
@@ -41,24 +45,21 @@ def _deployment_env() -> dict[str, str]:
             "BENCH_ENDPOINTS": "1", "API_THROTTLE_USER": "100000000/min"}  # the throttle still counts
 
 
-def _server_cpu(master: int) -> float:
-    """CPU seconds of the uvicorn worker processes so far (children of the master)."""
-    children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
-    return sum(cpu_seconds(int(pid)) for pid in children)
+def _load(urls: str, method: str, path: str, token: str, expected: int, body: str = "", *,
+          pids: tuple[int, ...] = (), database: Callable[[], float] | None = None) -> dict[str, Any]:
+    def web_cpu() -> float:  # CPU seconds of the web processes so far
+        return sum(cpu_seconds(pid) for pid in pids)
 
-
-def _load(url: str, method: str, path: str, token: str, expected: int, body: str = "", *,
-          master: int = 0, database: Callable[[], float] | None = None) -> dict[str, Any]:
-    before = _server_cpu(master) if master else 0.0
+    before = web_cpu()
     db_before = database() if database else 0.0
-    out = subprocess.run([sys.executable, "-m", "bench.http_load", url, method, path, token, str(CONNECTIONS),
+    out = subprocess.run([sys.executable, "-m", "bench.http_load", urls, method, path, token, str(CONNECTIONS),
                           str(SECONDS), str(expected), body], cwd=ROOT, capture_output=True, text=True,
                          timeout=SECONDS + 120, check=True).stdout
     found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     found["rps"] = found["ok"] / found["seconds"]
     answered = found["ok"] + sum(found["other"].values())
     # the web processes' CPU per request: what a request costs, whatever else the shared machine is doing
-    found["cpu_ms"] = (_server_cpu(master) - before) * 1000 / answered if master and answered else None
+    found["cpu_ms"] = (web_cpu() - before) * 1000 / answered if pids and answered else None
     # and Postgres's (its statements: parsing, planning, running them, the commits)
     found["db_ms"] = (database() - db_before) * 1000 / answered if database and answered else None
     return found
@@ -85,12 +86,13 @@ def run(h: Harness) -> list[Result]:
     plan = plan_create(owner=h.user, request="bench api", steps=[
         {"key": f"s{i}", "agent": "held_bench"} for i in range(5)])
     body = json.dumps({"request": "bench api", "steps": [{"key": "a", "agent": "held_bench"}]})
-    with web_server("api", workers=WORKERS, env=_deployment_env()) as web:
-        _load(web.url, "GET", "/api/_bench/ping/", token, 200)  # warm up both workers
-        cpu = {"master": web.pid, "database": lambda: h.cpu_seconds()["postgres"]}
-        rounds = [(_load(web.url, "GET", "/api/_bench/ping/", token, 200, **cpu),
-                   _load(web.url, "GET", f"/api/plans/{plan.id}/", token, 200, **cpu),
-                   _load(web.url, "POST", "/api/plans/", token, 201, body, **cpu))
+    with web_servers("api", PROCESSES, env=_deployment_env()) as webs:
+        urls = ",".join(web.url for web in webs)
+        _load(urls, "GET", "/api/_bench/ping/", token, 200)  # warm up both processes
+        cpu = {"pids": tuple(web.pid for web in webs), "database": lambda: h.cpu_seconds()["postgres"]}
+        rounds = [(_load(urls, "GET", "/api/_bench/ping/", token, 200, **cpu),
+                   _load(urls, "GET", f"/api/plans/{plan.id}/", token, 200, **cpu),
+                   _load(urls, "POST", "/api/plans/", token, 201, body, **cpu))
                   for _ in range(ROUNDS)]
     ping, detail, create = (_median([r[i] for r in rounds]) for i in range(3))
     baseline = ping["rps"]
@@ -102,8 +104,8 @@ def run(h: Harness) -> list[Result]:
                 f"request {found['cpu_ms']:.2f} ms, Postgres {found['db_ms']:.2f} ms; latency p50 "
                 f"{found['p50']:.1f} ms, p99 {found['p99']:.1f} ms{other}{errors}")
 
-    setting = (f"uvicorn --workers {WORKERS}, {CONNECTIONS} keep-alive connections, medians of {ROUNDS} interleaved "
-               f"rounds of {SECONDS:.0f} s")
+    setting = (f"{PROCESSES} uvicorn processes, {CONNECTIONS} keep-alive connections spread over them, medians of "
+               f"{ROUNDS} interleaved rounds of {SECONDS:.0f} s")
     return [
         Result.info("api: trivial DRF endpoint (baseline)", baseline, "rps",
                     f"{setting}; rounds {ping['spread']}; web CPU per request {ping['cpu_ms']:.2f} ms, Postgres "

@@ -1,8 +1,9 @@
 """The load generator of ``bench.api``: CONNECTIONS keep-alive HTTP/1.1 connections on raw asyncio streams on
 uvloop, as the server runs (no HTTP library: it shares the 2 cores with the server), each sending one request
-after another for SECONDS.
+after another for SECONDS. URLS is one base URL or several, comma-separated: the connections are spread over
+them in turn, as a load balancer spreads its connections over the web processes behind it.
 
-    python -m bench.http_load URL METHOD PATH TOKEN CONNECTIONS SECONDS EXPECTED_STATUS [BODY_JSON]
+    python -m bench.http_load URLS METHOD PATH TOKEN CONNECTIONS SECONDS EXPECTED_STATUS [BODY_JSON]
 
 Prints one JSON line: responses with EXPECTED_STATUS, the others (by status), and latencies' p50 and p99 (ms).
 No Django: it imports nothing of the project.
@@ -43,20 +44,22 @@ async def connection(host: str, port: int, request: bytes, until: float, statuse
         writer.close()
 
 
-async def main(url: str, method: str, path: str, token: str, connections: int, seconds: float, expected: int,
+async def main(urls: str, method: str, path: str, token: str, connections: int, seconds: float, expected: int,
                body: str) -> None:
-    parts = urlsplit(url)
+    servers = [urlsplit(url) for url in urls.split(",")]
+    parts = servers[0]
     payload = body.encode()
-    request = (f"{method} {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Token {token}\r\n"
+    request = (f"{method} {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nAuthorization: Token {token}\r\n"
                f"Accept: application/json\r\n"
                + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if payload else "")
                + "\r\n").encode() + payload
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     started = time.monotonic()
-    results = await asyncio.gather(*(connection(parts.hostname or "127.0.0.1", parts.port or 80, request,
+    results = await asyncio.gather(*(connection(server.hostname or "127.0.0.1", server.port or 80, request,
                                                 started + seconds, statuses, latencies)
-                                     for _ in range(connections)), return_exceptions=True)
+                                     for server in (servers[i % len(servers)] for i in range(connections))),
+                                   return_exceptions=True)
     wall = time.monotonic() - started
     latencies.sort()
     errors = [repr(r)[:200] for r in results if isinstance(r, BaseException)]
