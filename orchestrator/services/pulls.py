@@ -33,8 +33,8 @@ _pull_idle_until: dict[str, float] = {}
 _pull_after: dict[str, tuple[datetime, uuid.UUID]] = {}
 # The (id, attempt) of the steps this process pulled whose message has not come yet. Its claim at that attempt
 # could not succeed: the step is running or past it at that attempt, and a step queued again has a new attempt.
-# In a wide fan-out nearly every message comes after its step was pulled; skipping the statement saved 0.5-0.7 ms
-# of the worker's CPU and 0.3 ms of Postgres' per step (bench/RESULTS.md). The oldest are forgotten past
+# In a wide fan-out nearly every message comes after its step was pulled; skipping the statement saved 0.4-1.0 ms
+# of the worker's CPU and 0.1-0.5 ms of Postgres' per step (bench/RESULTS.md). The oldest are forgotten past
 # PULLED_KEPT (their messages were lost, or went to another process): such a delivery asks the database.
 _pulled: dict[tuple[uuid.UUID, int], None] = {}
 _pulled_lock = threading.Lock()
