@@ -115,15 +115,21 @@ class _OrganisationBooks:
                       budget_cost=self.row.cap_cost if cap else self.row.budget_cost)
 
 
-def gate(plan: Plan, ready: list[uuid.UUID]) -> tuple[list[uuid.UUID], bool]:
+def gate(plan: Plan, ready: list[uuid.UUID], *,
+         added: dict[uuid.UUID, Step] | None = None) -> tuple[list[uuid.UUID], bool]:
     """Under the plan lock: judge each ready step against budgets, caps and approval policies, counting the
     steps freed before it in this pass. A step past a hard cap fails; one that policy gates, or that would
-    exceed a budget, waits with a pending approval. Returns the steps free to run, and whether any failed."""
+    exceed a budget, waits with a pending approval. Returns the steps free to run, and whether any failed.
+
+    ``added``: steps this transaction has just inserted (pending), by id: those are judged as they are, not
+    read back (a plan's roots at its creation)."""
     free: list[uuid.UUID] = []
     refused = False
     books: _Books | None = None
     policies = approvals.policies(organisation_id=plan.organisation_id)
-    for step in selectors.steps_pending(ready):
+    known = [added[step_id] for step_id in ready if step_id in added] if added else []
+    pending = sorted(known, key=lambda step: step.key) if len(known) == len(ready) else selectors.steps_pending(ready)
+    for step in pending:
         # Its dependencies' outputs matter to an LLM's estimate and to a person deciding; load them only then.
         context = selectors.step_context(step) if agent_get(step.agent).kind == "llm" else None
         estimate = agent_estimate(step.agent, step.input, context or {})

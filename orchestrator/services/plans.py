@@ -97,7 +97,8 @@ def _start(plan: Plan, specs: list[StepSpec]) -> None:
     added = _steps_add(plan, specs)
     if plan.status == PlanStatus.PLANNING:
         plan_transition(plan, PlanStatus.RUNNING, data={"steps": len(specs)})
-    advance(plan, freed=[step.id for step in added if step.waiting_on == 0])  # its roots: nothing has ended yet
+    roots = {step.id: step for step in added if step.waiting_on == 0}  # nothing has ended yet
+    advance(plan, freed=list(roots), added=roots)
 
 
 def plan_create(*, owner: User, request: str, template: str = "",

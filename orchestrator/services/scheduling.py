@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.api import agent_get
@@ -36,14 +37,16 @@ class Here:
     worker: str
 
 
-def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here | None = None) -> Moved | None:
+def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here | None = None,
+            added: dict[uuid.UUID, Step] | None = None) -> Moved | None:
     """Under the plan lock: cancel steps that can never run, start (or gate) the ready ones, and finish a
     settled plan. The steps it queues get their messages on commit, but for the first one on ``here``'s queue:
     that one is claimed for ``here`` in this transaction and gets no message (the thread runs it next; if it
     dies first, the lease lapses and the reconciler gives the step a new attempt); that step is returned.
     ``freed``: the steps a success just made ready (``Moved.freed``), when that success is all that changed;
     otherwise (a failure, a decision, a change of structure) the plan's counts are recomputed and the whole plan
-    is looked at."""
+    is looked at. ``added``: steps this transaction inserted, by id, which the gate need not read back
+    (``budgets.gate``)."""
     if freed is None:
         graph = readiness.graph_refresh(plan_id=plan.id)
         steps_transition(step_ids=graph.doomed(), sources=[StepStatus.PENDING], to=StepStatus.CANCELLED,
@@ -52,7 +55,7 @@ def advance(plan: Plan, *, freed: Sequence[uuid.UUID] | None = None, here: Here 
     ready = graph.ready() if freed is None else list(freed)
     ready = fairness.admit(plan, ready)  # over its owner's cap a step stays pending, ready
     if ready:
-        free, refused = gate(plan, ready)
+        free, refused = gate(plan, ready, added=added)
         claimed = _queue(free, here)
         if refused:  # a step failed at its gate: its dependents are doomed, the plan may be settled
             advance(plan)
@@ -83,15 +86,19 @@ def _claim_here(queued: list[Moved], here: Here | None) -> Moved | None:
 
 
 def finish(plan: Plan) -> None:
-    """End a settled plan: failed with its first failed step's code, or succeeded with its sinks' outputs."""
-    failed = (Step.objects.filter(plan=plan, status__in=[StepStatus.FAILED, StepStatus.REJECTED])
-              .order_by("finished_at").values("key", "error_code", "error_message").first())
+    """End a settled plan: failed with its first failed step's code, or succeeded with its sinks' outputs (the
+    failed steps and the sinks in one read)."""
+    ended = [StepStatus.FAILED, StepStatus.REJECTED]
+    rows = list(Step.objects.filter(plan=plan).filter(Q(status__in=ended) | Q(dependents=[]))
+                .order_by("finished_at", "key")
+                .values_list("key", "status", "error_code", "error_message", "dependents", "output"))
+    failed = next(((key, code, message) for key, status, code, message, _, _ in rows if status in ended), None)
     if failed:
-        message = f"step {failed['key']!r} failed: {failed['error_message']}"
-        plan_transition(plan, PlanStatus.FAILED, error_code=failed["error_code"], error_message=message,
-                        data={"step": failed["key"], "code": failed["error_code"]})
+        key, code, error = failed
+        plan_transition(plan, PlanStatus.FAILED, error_code=code, error_message=f"step {key!r} failed: {error}",
+                        data={"step": key, "code": code})
         return
-    outputs = dict(Step.objects.filter(plan=plan, dependents=[]).order_by("key").values_list("key", "output"))
+    outputs = {key: output for key, _, _, _, dependents, output in sorted(rows) if not dependents}
     result = next(iter(outputs.values())) if len(outputs) == 1 else outputs
     plan_transition(plan, PlanStatus.SUCCEEDED, result=result)
 

@@ -42,10 +42,10 @@ def test_plan_create_takes_a_fixed_number_of_queries(user: Any, steps: int, djan
     client.post("/api/plans/", body, format="json")  # a user's first request joins the default organisation
 
     # the token with the user's organisation; in one transaction (BEGIN .. COMMIT): the plan (created running),
-    # its two events, its steps, approval policies, the roots read for the gate, queued; then the plan read
-    # back with its steps for the answer, and the audit entry. (services.plan_create owns the middle part;
-    # running experiments are asked of a per-process memo.)
-    with django_assert_num_queries(13):
+    # its two events, its steps, approval policies, the roots queued (the gate judges them as inserted, without
+    # reading them back); then the plan read back with its steps for the answer, and the audit entry.
+    # (services.plan_create owns the middle part; running experiments are asked of a per-process memo.)
+    with django_assert_num_queries(12):
         answer = client.post("/api/plans/", body, format="json")
 
     assert answer.status_code == 201 and len(answer.json()["steps"]) == steps

@@ -171,6 +171,12 @@ def test_the_claim_and_a_step_end_take_a_fixed_number_of_queries(user: Any, djan
     with django_assert_num_queries(1):  # a claim with dependencies reads their outputs in the same statement
         claimed = services.step_claim(step_id=b.id, attempt=1, worker="w")
     assert claimed is not None and claimed.context == {"a": "a", "x": "x"}
+    # the plan's last success: its statement and a check that the plan has settled, then under the plan's lock
+    # (BEGIN, the lock, the check again, one read of the failed steps and the sinks, the plan's end and its
+    # event, COMMIT), then, committed, its owner's webhooks looked up (the owner, BEGIN, the endpoints, COMMIT)
+    with django_assert_num_queries(13):
+        services.step_succeed(step_id=b.id, attempt=1, output="b", usage=None)
+    assert Plan.objects.values_list("status", "result").get(id=plan.id) == ("succeeded", "b")
 
 
 def test_the_counts_stay_true_while_random_dags_run_in_random_order(user: Any) -> None:
