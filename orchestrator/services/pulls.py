@@ -36,7 +36,7 @@ _pull_after: dict[str, tuple[datetime, uuid.UUID]] = {}
 # In a wide fan-out nearly every message comes after its step was pulled; skipping the statement saved 0.4-1.0 ms
 # of the worker's CPU and 0.1-0.5 ms of Postgres' per step (bench/RESULTS.md). The oldest are forgotten past
 # PULLED_KEPT (their messages were lost, or went to another process): such a delivery asks the database.
-_pulled: dict[tuple[uuid.UUID, int], None] = {}
+_pulled: dict[tuple[uuid.UUID, int], bool] = {}  # a set that keeps its order: the oldest go first
 _pulled_lock = threading.Lock()
 PULLED_KEPT = 10_000
 
@@ -44,7 +44,7 @@ PULLED_KEPT = 10_000
 def pulled_here(step_id: uuid.UUID, attempt: int) -> bool:
     """Did this process pull this step at this attempt (and this is the first delivery to ask)?"""
     with _pulled_lock:
-        return _pulled.pop((step_id, attempt), False) is None
+        return _pulled.pop((step_id, attempt), False)
 
 
 def claim_oldest(queue: str | None, worker: str) -> Moved | None:
@@ -65,7 +65,7 @@ def claim_oldest(queue: str | None, worker: str) -> Moved | None:
         _pull_idle_until[queue] = time.monotonic() + settings.ORCH_PULL_IDLE
         return None
     with _pulled_lock:
-        _pulled[(step.id, step.attempt)] = None
+        _pulled[(step.id, step.attempt)] = True
         if len(_pulled) > PULLED_KEPT:
             del _pulled[next(iter(_pulled))]
     if step.queued_at is not None and (step.queued_at, step.id) > _pull_after.get(step.agent, PULL_START):

@@ -98,7 +98,8 @@ def finish(plan: Plan) -> None:
         plan_transition(plan, PlanStatus.FAILED, error_code=code, error_message=f"step {key!r} failed: {error}",
                         data={"step": key, "code": code})
         return
-    outputs = {key: output for key, _, _, _, dependents, output in sorted(rows) if not dependents}
+    sinks = [(key, output) for key, _, _, _, dependents, output in rows if not dependents]
+    outputs = dict(sorted(sinks, key=lambda sink: sink[0]))  # by key, as the answer always listed them
     result = next(iter(outputs.values())) if len(outputs) == 1 else outputs
     plan_transition(plan, PlanStatus.SUCCEEDED, result=result)
 
