@@ -24,6 +24,8 @@ def stacks(path: Path) -> list[tuple[list[str], int]]:
     found = []
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue  # py-spy now and then writes a line of garbage (memory it read while it changed)
         frames = []
         for frame in stack.split(";"):
             match = _FRAME.match(frame)
