@@ -1,11 +1,15 @@
-"""Wall-clock timers around the orchestrator's service functions in a worker (``BENCH_PROFILE=1``).
+"""Timers around the orchestrator's service functions in a worker (``BENCH_PROFILE=1``): wall-clock time, or
+with ``BENCH_CPU=1`` the calling thread's own CPU time (``time.thread_time``: what the call costs the worker's one
+GIL, without the waits for the network, a pooled connection or the GIL itself).
 
 The harness adds ``-I bench.instrument`` to workers when BENCH_PROFILE is set (and runs py-spy on them).
 Once the worker is ready, the functions below are wrapped; at shutdown a table of calls, total and mean
 wall time is written to ``$BENCH_TIMINGS``. ``plan lock held`` is from the plan row lock being taken
 (``plan_locked`` or ``plan_of_step_locked`` returned) to its transaction's commit. The services import each
 other's functions by name, so each is wrapped in every services module that names it: every call is timed
-once, through the module it is called from. Nothing here changes behaviour.
+once, through the module it is called from. The agent side is timed too: ``agent_run``, the breaker's admission
+(``breaker_admit``, a Redis round trip) and an ``http`` agent's own call (``HttpAgent.run``); ``claim`` is a
+delivery's claim with its retry wrapper. Nothing here changes behaviour.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ SERVICES = ["step_claim", "_step_end", "steps_transition", "events_record", "adv
 LOCKS = ["plan_locked", "plan_of_step_locked"]
 _totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 _mutex = threading.Lock()
+_clock = time.thread_time if os.environ.get("BENCH_CPU") else time.perf_counter
 
 
 def _add(name: str, seconds: float) -> None:
@@ -39,11 +44,11 @@ def _add(name: str, seconds: float) -> None:
 def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
+        t0 = _clock()
         try:
             return fn(*args, **kwargs)
         finally:
-            _add(name, time.perf_counter() - t0)
+            _add(name, _clock() - t0)
     return wrapper
 
 
@@ -53,8 +58,8 @@ def _lock_timed(locker: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(locker)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         plan = locker(*args, **kwargs)
-        taken = time.perf_counter()
-        transaction.on_commit(lambda: _add("plan lock held", time.perf_counter() - taken))
+        taken = _clock()
+        transaction.on_commit(lambda: _add("plan lock held", _clock() - taken))
         return plan
     return wrapper
 
@@ -84,6 +89,12 @@ def install(**_: Any) -> None:
                 inner = _lock_timed(original) if name in LOCKS else original
                 wrapped[name] = _timed(name, inner)
             setattr(module, name, wrapped[name])
+    from agents import api as agents_api
+    from agents.kinds.http import HttpAgent
+
+    agents_api.limits.breaker_admit = _timed("breaker_admit", agents_api.limits.breaker_admit)
+    HttpAgent.run = _timed("HttpAgent.run", HttpAgent.run)  # type: ignore[method-assign]
+    steps.briefly = _timed("claim", steps.briefly)  # type: ignore[attr-defined]  # its one use: the claim
     run_step = tasks.run_step.run
     tasks.run_step.run = _timed("run_step", run_step)  # type: ignore[method-assign]
 

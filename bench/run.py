@@ -67,10 +67,20 @@ def code_version() -> str:
     return f"{head}{' + uncommitted changes' if dirty else ''}"
 
 
+def python_speed() -> str:
+    """How fast this machine runs plain Python: the figures that are times rather than ratios (the I/O-bound
+    makespan, the DAGs' overhead over their sleeps, the API's requests per second) scale with it. The slowest
+    machine these benchmarks ran on took 1.0-1.4 s (2026-12-05, bench/RESULTS.md)."""
+    started, total = time.process_time(), 0
+    for i in range(10_000_000):
+        total += i
+    return f"{time.process_time() - started:.2f} s"
+
+
 def machine_info(h: Harness) -> dict[str, str]:
     info = {"code": code_version(), "nproc": str(os.cpu_count()), "load average (1/5/15 min) at start": " ".join(
         f"{x:.2f}" for x in os.getloadavg()), "platform": platform.platform(),
-        "python": platform.python_version()}
+        "python": platform.python_version(), "pure-Python speed (10 M additions, one thread)": python_speed()}
     info.update({name: version(name) for name in PACKAGES})
     try:
         info.update(h.server_info())
