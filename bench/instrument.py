@@ -4,7 +4,7 @@ GIL, without the waits for the network, a pooled connection or the GIL itself).
 
 The harness adds ``-I bench.instrument`` to workers when BENCH_PROFILE is set (and runs py-spy on them).
 Once the worker is ready, the functions below are wrapped; at shutdown a table of calls, total and mean
-wall time is written to ``$BENCH_TIMINGS``. ``plan lock held`` is from the plan row lock being taken
+time is written to ``$BENCH_TIMINGS``. ``plan lock held`` is from the plan row lock being taken
 (``plan_locked`` or ``plan_of_step_locked`` returned) to its transaction's commit. The services import each
 other's functions by name, so each is wrapped in every services module that names it: every call is timed
 once, through the module it is called from. The agent side is timed too: ``agent_run``, the breaker's admission
@@ -89,10 +89,10 @@ def install(**_: Any) -> None:
                 inner = _lock_timed(original) if name in LOCKS else original
                 wrapped[name] = _timed(name, inner)
             setattr(module, name, wrapped[name])
-    from agents import api as agents_api
+    from agents import limits
     from agents.kinds.http import HttpAgent
 
-    agents_api.limits.breaker_admit = _timed("breaker_admit", agents_api.limits.breaker_admit)
+    limits.breaker_admit = _timed("breaker_admit", limits.breaker_admit)  # agents.api calls it through the module
     HttpAgent.run = _timed("HttpAgent.run", HttpAgent.run)  # type: ignore[method-assign]
     steps.briefly = _timed("claim", steps.briefly)  # type: ignore[attr-defined]  # its one use: the claim
     run_step = tasks.run_step.run
