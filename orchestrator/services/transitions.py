@@ -196,8 +196,16 @@ def steps_transition(*, step_ids: Iterable[uuid.UUID], sources: Iterable[StepSta
     sets: list[str] = ["status = %s"]
     params: list[Any] = [str(to)]
     for column, value in (fields or {}).items():
-        sets.append(f"{column} = %s")
-        params.append(Jsonb(value) if column in _JSON_COLUMNS and value is not None else value)
+        if column in _JSON_COLUMNS:
+            # Always a jsonb parameter, None as JSON null stored as SQL NULL (as Django stores None): a prepared
+            # statement is keyed on its parameters' types too, so a None here made a statement of its own. A
+            # success with no output (a noop step, a join) ran that one so seldom on a connection that it was
+            # never prepared, and it was planned every time (3.1 ms against 1.2 for the same success prepared).
+            sets.append(f"{column} = NULLIF(%s, 'null'::jsonb)")
+            params.append(Jsonb(value))
+        else:
+            sets.append(f"{column} = %s")
+            params.append(value)
     if not set(increment) <= _COUNTERS:
         raise ValueError(f"only {sorted(_COUNTERS)} can be incremented, not {increment}")
     sets += [f"{column} = {column} + 1" for column in increment]
