@@ -5,9 +5,8 @@ and chord submitted -> the time the body task ran (both recorded by the worker, 
 Runs are interleaved (ours, raw, ours, raw, ...) after one warm-up pair; medians of 5 runs of each are compared,
 as the performance issue measured its table (with 2 at 5,000, one slow minute moved the flatness line by 10 %).
 Targets: ours/raw <= 1.5 at 200 and <= 1.8 at 1,000 and 5,000, and a flat cost per step: wall per step at 5,000
-within 10 % of that at 200. Also shown: CPU time per step of the worker process,
-of Postgres (all its processes) and of Redis, from /proc: on a small shared machine the wall time follows
-the CPU spent per step.
+within 10 % of that at 200. Also shown: CPU time per step of the worker process, of Postgres (all its processes)
+and of Redis, from /proc: on a small shared machine the wall time follows the CPU spent per step.
 """
 
 from __future__ import annotations

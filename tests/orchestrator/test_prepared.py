@@ -40,7 +40,6 @@ def test_claims_and_step_ends_are_prepared_and_planned_once(user: Any) -> None:
     assert Step.objects.filter(plan=plan, status="succeeded").count() == 12
 
 
-
 def test_a_success_without_output_runs_on_the_same_prepared_statement(user: Any) -> None:
     """A prepared statement is keyed on its parameters' types too: when no output was a parameter of its own type,
     a success with none (a noop step, a join) was a statement apart, run too seldom on a connection to be prepared,
@@ -61,6 +60,7 @@ def test_a_success_without_output_runs_on_the_same_prepared_statement(user: Any)
     outputs = dict(Step.objects.filter(plan=plan).values_list("key", "output"))
     assert outputs["s0"] == {"ok": True} and outputs["s9"] is None  # None is still stored as SQL NULL
     assert Step.objects.filter(plan=plan, key="s9", output__isnull=True).exists()
+
 
 @pytest.mark.parametrize(("pgbouncer", "expected"), [("0", "5 -c plan_cache_mode=force_generic_plan"),
                                                      ("1", "None None")])
