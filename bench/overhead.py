@@ -2,8 +2,10 @@
 chord of the same shape (N no-op tasks, one body), on one worker process (``-P threads -c 16``, DB pool 16)
 and the same broker. Wall time from submission to completion: ``plan_create`` called -> ``plan.finished_at``,
 and chord submitted -> the time the body task ran (both recorded by the worker, so polling adds nothing).
-Runs are interleaved (ours, raw, ours, raw, ...) after one warm-up pair; medians of 5 runs of each are compared,
-as the performance issue measured its table (with 2 at 5,000, one slow minute moved the flatness line by 10 %).
+Runs are interleaved (ours, raw, ours, raw, ...) after one warm-up pair, and so are the widths (200, 1,000, 5,000,
+200, ...): the flatness line compares sizes measured in the same minutes, on tables of the same size. Medians of
+5 runs of each are compared, as the performance issue measured its table (with 2 at 5,000, one slow minute moved
+the flatness line by 10 %; run one width after another, the 200-step runs of two whole runs fell in fast minutes).
 Targets: ours/raw <= 1.5 at 200 and <= 1.8 at 1,000 and 5,000, and a flat cost per step: wall per step at 5,000
 within 10 % of that at 200. Also shown: CPU time per step of the worker process, of Postgres (all its processes)
 and of Redis, from /proc: on a small shared machine the wall time follows the CPU spent per step.
@@ -78,30 +80,34 @@ def run(h: Harness) -> list[Result]:
             "DB_POOL_MAX_SIZE": str(CONCURRENCY), "CELERY_RESULT_BACKEND": settings.REDIS_URL,
             "ORCH_MAX_STEPS": str(max(WIDTHS) + 1)}) as worker:
         ours_once(h, 200), raw_once(h, 200)  # warm-up: imports, connections, caches
-        for width, repeats in WIDTHS.items():
-            ours: list[float] = []
-            raw: list[float] = []
-            cpu: dict[str, dict[str, list[float]]] = {side: {"worker": [], "postgres": [], "redis": []}
-                                                      for side in ("ours", "raw")}
-            for _ in range(repeats):
-                ours.append(measured(h, worker, ours_once, width, cpu["ours"]))
-                raw.append(measured(h, worker, raw_once, width, cpu["raw"]))
-            ours_med, raw_med = statistics.median(ours), statistics.median(raw)
-            per_step[width] = ours_med / (width + 1) * 1000
-            med = {side: {name: statistics.median(values) for name, values in by.items()} for side, by in cpu.items()}
-            results += [
-                Result.at_most(f"overhead {width}: ours / raw chord", ours_med / raw_med, "x",
-                               1.5 if width <= 200 else 1.8,
-                               f"{width} no-op steps + join, -P threads -c {CONCURRENCY}, medians of {repeats}; "
-                               f"ours {_join(ours)} s; raw {_join(raw)} s"),
-                Result.info(f"overhead {width}: ours, wall per step", per_step[width], "ms",
-                            f"raw chord {raw_med / (width + 1) * 1000:.2f} ms"),
-                Result.info(f"overhead {width}: CPU per step, ours (worker + Postgres + Redis)",
-                            sum(med["ours"].values()), "ms",
-                            f"worker {med['ours']['worker']:.2f}, Postgres {med['ours']['postgres']:.2f}, "
-                            f"Redis {med['ours']['redis']:.2f}; raw chord {sum(med['raw'].values()):.2f} "
-                            f"(worker {med['raw']['worker']:.2f}, Redis {med['raw']['redis']:.2f})"),
-            ]
+        ours: dict[int, list[float]] = {width: [] for width in WIDTHS}
+        raw: dict[int, list[float]] = {width: [] for width in WIDTHS}
+        cpu: dict[int, dict[str, dict[str, list[float]]]] = {
+            width: {side: {"worker": [], "postgres": [], "redis": []} for side in ("ours", "raw")}
+            for width in WIDTHS}
+        for round_ in range(max(WIDTHS.values())):  # widths interleaved too: a slow minute hits every width
+            for width, repeats in WIDTHS.items():
+                if round_ < repeats:
+                    ours[width].append(measured(h, worker, ours_once, width, cpu[width]["ours"]))
+                    raw[width].append(measured(h, worker, raw_once, width, cpu[width]["raw"]))
+    for width, repeats in WIDTHS.items():
+        ours_med, raw_med = statistics.median(ours[width]), statistics.median(raw[width])
+        per_step[width] = ours_med / (width + 1) * 1000
+        med = {side: {name: statistics.median(values) for name, values in by.items()}
+               for side, by in cpu[width].items()}
+        results += [
+            Result.at_most(f"overhead {width}: ours / raw chord", ours_med / raw_med, "x",
+                           1.5 if width <= 200 else 1.8,
+                           f"{width} no-op steps + join, -P threads -c {CONCURRENCY}, medians of {repeats}; "
+                           f"ours {_join(ours[width])} s; raw {_join(raw[width])} s"),
+            Result.info(f"overhead {width}: ours, wall per step", per_step[width], "ms",
+                        f"raw chord {raw_med / (width + 1) * 1000:.2f} ms"),
+            Result.info(f"overhead {width}: CPU per step, ours (worker + Postgres + Redis)",
+                        sum(med["ours"].values()), "ms",
+                        f"worker {med['ours']['worker']:.2f}, Postgres {med['ours']['postgres']:.2f}, "
+                        f"Redis {med['ours']['redis']:.2f}; raw chord {sum(med['raw'].values()):.2f} "
+                        f"(worker {med['raw']['worker']:.2f}, Redis {med['raw']['redis']:.2f})"),
+        ]
     largest, smallest = max(WIDTHS), min(WIDTHS)
     results.append(Result.at_most(f"overhead: wall per step at {largest} / at {smallest}",
                                   per_step[largest] / per_step[smallest], "x", 1.1,
