@@ -3,9 +3,10 @@ ThreadingHTTPServer in the bench process, 127.0.0.1) that answers after 1 s, on 
 (``-P threads -c 200``, DB pool of 20 connections). Makespan = plan.finished_at - plan.started_at
 (started_at is set when the plan is stored, before its steps are queued). Side by side, interleaved, the raw
 Celery counterpart on the same worker: a chord of 200 tasks that each POST once with httpx, and a body
-(makespan: submitted -> body ran). Median of 5 runs each after a warm-up. Target: ours <= 1.4 s. Also shown: the
-ratio to the raw chord of the same minutes, and the worker's CPU per step (per task for the raw chord): the
-workload is bound by that CPU under the worker's one GIL.
+(makespan: submitted -> body ran). Median of 5 runs each after a warm-up. Targets: ours <= 1.4 s, as the issue
+states it, and the same line as a ratio to the raw chord of the same minutes, <= 1.08x (1.4 s against the 1.3 s
+raw Celery took in the issue's table), which does not depend on the machine. Also shown: the worker's CPU per step
+(per task for the raw chord): the workload is bound by that CPU under the worker's one GIL.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ LATENCY = 1.0
 CONCURRENCY = 200
 DB_POOL = 20  # connections of the worker; with the bench's own 10, well under Postgres' 100
 REPEATS = 5  # medians of 5, as the performance issue measured its table
+# The 1.4 s line as a ratio: raw Celery's own chord took 1.3 s on the issue's machine and 1.3-2.1 s on the
+# machines this ran on since, so an absolute time judges the machine as much as the code.
+RATIO_TARGET = 1.4 / 1.3
 
 
 @dataclass
@@ -87,7 +91,8 @@ agents:
                        + ", ".join(f"{run.makespan:.2f}" for run in runs) + " s"),
         Result.info("I/O-bound: raw Celery chord, makespan", raw_median, "s",
                     "runs " + ", ".join(f"{raw.makespan:.2f}" for raw in raws) + " s"),
-        Result.info("I/O-bound: ours / raw chord", median / raw_median, "x", "medians, interleaved runs"),
+        Result.at_most("I/O-bound: ours / raw chord", median / raw_median, "x", RATIO_TARGET,
+                       "medians, interleaved runs; the 1.4 s line against the issue's raw chord of 1.3 s"),
         Result.info("I/O-bound: last step claimed after", statistics.median(run.last_start for run in runs), "s",
                     "from plan.started_at: how long it took to get all 200 calls going"),
         Result.info("I/O-bound: worker CPU per step", statistics.median(run.worker_cpu for run in runs)
