@@ -227,6 +227,18 @@ class Harness:
             found["worker"] = cpu(worker.process.pid)
         return found
 
+    def context_switches(self, worker: Worker) -> int:
+        """Context switches so far, voluntary and not, of a worker's live threads: each time a thread blocks
+        (on I/O, on a lock, waiting for the GIL) or is preempted. A thread that has exited is not counted."""
+        total = 0
+        for status in Path(f"/proc/{worker.process.pid}/task").glob("*/status"):
+            try:
+                total += sum(int(line.split()[1]) for line in status.read_text().splitlines()
+                             if "ctxt_switches:" in line)
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
+
     def settle(self, queue: str = "agents", *, timeout: float = 120) -> None:
         """Wait until the worker has taken and acknowledged every message of ``queue`` (the list is empty and
         kombu's unacked set too), then 0.2 s more. A plan can end before its worker is done with its
@@ -259,10 +271,3 @@ class Harness:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"plan {plan_id} still {plan.status} after {timeout} s")
             time.sleep(poll)
-
-    def steps_timing(self, plan_id: uuid.UUID) -> list[tuple[str, float, float]]:
-        """(key, started_at, finished_at) of each step, as epoch seconds."""
-        from orchestrator.models import Step
-
-        return [(key, start.timestamp(), end.timestamp()) for key, start, end in
-                Step.objects.filter(plan_id=plan_id).order_by().values_list("key", "started_at", "finished_at")]
